@@ -1,0 +1,319 @@
+"""Model hyper-parameters: one frozen dataclass per network, and named presets.
+
+"What is the pcam96 model?" has exactly one answer, ``PRESETS["pcam96"]`` below. Every number
+SPEC.md marks *assumed* is a field here with that number as its default. Configs validate
+themselves on construction, so an impossible model fails before any layer is built, with a
+message naming the field.
+
+This module imports no TensorFlow: the CLI and the export assets read configs without it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from hvitgan_tf.errors import UserError
+
+NUM_STAGES = 4
+
+
+class ConfigError(UserError, ValueError):
+    """An impossible combination of hyper-parameters (names the field and the reason)."""
+
+
+def _as_tuple(value, length, name):
+    """Accept a scalar (same value for every stage) or a sequence of ``length`` values."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != length:
+            raise ConfigError(f"{name} needs {length} values (one per stage), got {list(value)}")
+        return tuple(value)
+    return (value,) * length
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """SPEC §2. Token grid ``H0 = image_size / 16``; widths ``C, C, C/4, C/16, C/64``."""
+
+    image_size: int = 96
+    num_classes: int = 2
+    latent_dim: int = 256
+    embed_dim: int = 1024  # C: width of the input tokens and of stage 1
+    depth: Tuple[int, ...] = (4, 4, 4, 4)  # encoder blocks per stage
+    num_heads: Tuple[int, ...] = (4, 4, 4, 4)
+    # None = global self-attention; an int w = non-overlapping w x w window attention (assumed).
+    window_size: Tuple[Optional[int], ...] = (None, None, 12, 16)
+    mlp_ratio: float = 4.0
+    class_embed_dim: int = 128  # assumed
+    class_projection: bool = True  # False: plain LN, the label enters only at the input
+    layer_norm_epsilon: float = 1e-6
+
+    def __post_init__(self):
+        for name in ("depth", "num_heads", "window_size"):
+            object.__setattr__(self, name, _as_tuple(getattr(self, name), NUM_STAGES, name))
+        self.validate()
+
+    # -- derived geometry ------------------------------------------------------------------
+    @property
+    def initial_grid(self) -> int:
+        return self.image_size // 16
+
+    @property
+    def stage_grids(self) -> Tuple[int, ...]:
+        """Token grid side after each stage's upsample: 2H0, 4H0, 8H0, 16H0."""
+        return tuple(self.initial_grid * 2 ** (k + 1) for k in range(NUM_STAGES))
+
+    @property
+    def stage_widths(self) -> Tuple[int, ...]:
+        """Token width in each stage: C (bicubic keeps it), then /4 per pixel shuffle."""
+        c = self.embed_dim
+        return (c, c // 4, c // 16, c // 64)
+
+    @property
+    def noise_chunk(self) -> int:
+        """Skip-z: the latent is split into one equal chunk per stage."""
+        return self.latent_dim // NUM_STAGES
+
+    def validate(self):
+        if self.image_size <= 0 or self.image_size % 16:
+            raise ConfigError(
+                f"image_size must be a positive multiple of 16 (four x2 upsamplings), "
+                f"got {self.image_size}"
+            )
+        if self.num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
+        if self.latent_dim <= 0 or self.latent_dim % NUM_STAGES:
+            raise ConfigError(
+                f"latent_dim must be a positive multiple of {NUM_STAGES} (one noise chunk per "
+                f"stage), got {self.latent_dim}"
+            )
+        if self.embed_dim % 64:
+            raise ConfigError(
+                f"embed_dim must be divisible by 64 (three pixel shuffles divide it by 4 each), "
+                f"got {self.embed_dim}"
+            )
+        for k, (width, heads, window, depth, grid) in enumerate(
+            zip(self.stage_widths, self.num_heads, self.window_size, self.depth,
+                self.stage_grids), start=1
+        ):
+            if depth < 1:
+                raise ConfigError(f"depth[{k - 1}] (stage {k}) must be >= 1, got {depth}")
+            if heads < 1 or width % heads:
+                raise ConfigError(
+                    f"num_heads[{k - 1}]={heads} must divide the stage-{k} width {width}"
+                )
+            if window is not None and (window < 1 or grid % window):
+                raise ConfigError(
+                    f"window_size[{k - 1}]={window} must divide the stage-{k} token grid "
+                    f"{grid}x{grid}"
+                )
+        if self.class_embed_dim < 1:
+            raise ConfigError(f"class_embed_dim must be >= 1, got {self.class_embed_dim}")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """SPEC §3. Patch sizes ``p, 2p, 4p``; widths grow ``D/2 -> 3D/4 -> D`` across stages 1-3."""
+
+    image_size: int = 96
+    num_classes: int = 2
+    patch_size: int = 4  # p (assumed)
+    embed_dim: int = 384  # D (assumed)
+    # Width of each scale's patch embedding (assumed D/2, D/4, D/4); they must sum to D.
+    scale_widths: Optional[Tuple[int, int, int]] = None
+    depth: Tuple[int, ...] = (1, 1, 1, 2)  # stages 1-3 one encoder each, stage 4 two
+    num_heads: Tuple[int, ...] = (4, 4, 4, 4)
+    window_size: Tuple[Optional[int], ...] = (None, None, None, None)
+    mlp_ratio: float = 4.0
+    layer_norm_epsilon: float = 1e-6
+
+    def __post_init__(self):
+        for name in ("depth", "num_heads", "window_size"):
+            object.__setattr__(self, name, _as_tuple(getattr(self, name), NUM_STAGES, name))
+        if self.scale_widths is None:
+            d = self.embed_dim
+            object.__setattr__(self, "scale_widths", (d // 2, d // 4, d // 4))
+        else:
+            object.__setattr__(self, "scale_widths", _as_tuple(self.scale_widths, 3,
+                                                               "scale_widths"))
+        self.validate()
+
+    @property
+    def stage_grids(self) -> Tuple[int, ...]:
+        """Token grid side seen by the encoders of stages 1-4 (stage 4 before its 2 tokens)."""
+        g = self.image_size // self.patch_size
+        return (g, g // 2, g // 4, g // 8)
+
+    @property
+    def stage_widths(self) -> Tuple[int, ...]:
+        a, b, c = self.scale_widths
+        return (a, a + b, a + b + c, a + b + c)
+
+    def validate(self):
+        if self.num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
+        if self.patch_size < 1:
+            raise ConfigError(f"patch_size must be >= 1, got {self.patch_size}")
+        # Three 2x2 poolings after the p-patch grid: the image must split into 8p tiles.
+        if self.image_size % (8 * self.patch_size):
+            raise ConfigError(
+                f"image_size {self.image_size} must be a multiple of 8 * patch_size = "
+                f"{8 * self.patch_size} (patches of p, 2p, 4p and three 2x2 poolings)"
+            )
+        if sum(self.scale_widths) != self.embed_dim or min(self.scale_widths) < 1:
+            raise ConfigError(
+                f"scale_widths {list(self.scale_widths)} must be positive and sum to "
+                f"embed_dim={self.embed_dim}"
+            )
+        for k, (width, heads, window, depth, grid) in enumerate(
+            zip(self.stage_widths, self.num_heads, self.window_size, self.depth,
+                self.stage_grids), start=1
+        ):
+            if depth < 1:
+                raise ConfigError(f"depth[{k - 1}] (stage {k}) must be >= 1, got {depth}")
+            if heads < 1 or width % heads:
+                raise ConfigError(
+                    f"num_heads[{k - 1}]={heads} must divide the stage-{k} width {width}"
+                )
+            if window is not None:
+                if k == NUM_STAGES:
+                    raise ConfigError("window_size[3] must be None: stage 4 attends globally "
+                                      "over the class and source tokens")
+                if window < 1 or grid % window:
+                    raise ConfigError(
+                        f"window_size[{k - 1}]={window} must divide the stage-{k} token grid "
+                        f"{grid}x{grid}"
+                    )
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Both networks of one model. ``image_size``/``num_classes`` are kept equal in G and D."""
+
+    preset: str
+    generator: GeneratorConfig
+    discriminator: DiscriminatorConfig
+
+    def __post_init__(self):
+        g, d = self.generator, self.discriminator
+        if (g.image_size, g.num_classes) != (d.image_size, d.num_classes):
+            raise ConfigError(
+                f"generator and discriminator disagree: image_size {g.image_size} vs "
+                f"{d.image_size}, num_classes {g.num_classes} vs {d.num_classes}"
+            )
+
+    @property
+    def image_size(self) -> int:
+        return self.generator.image_size
+
+    @property
+    def num_classes(self) -> int:
+        return self.generator.num_classes
+
+    @property
+    def latent_dim(self) -> int:
+        return self.generator.latent_dim
+
+    def replace(self, **generator_and_shared) -> "ModelConfig":
+        """Copy with changes. ``image_size``/``num_classes`` go to both networks; other keys
+        to the generator unless prefixed ``d_`` (e.g. ``d_embed_dim=256``)."""
+        shared = {k: generator_and_shared.pop(k) for k in ("image_size", "num_classes")
+                  if k in generator_and_shared}
+        d_changes = {k[2:]: generator_and_shared.pop(k) for k in list(generator_and_shared)
+                     if k.startswith("d_")}
+        return ModelConfig(
+            preset=self.preset,
+            generator=dataclasses.replace(self.generator, **shared, **generator_and_shared),
+            discriminator=dataclasses.replace(self.discriminator, **shared, **d_changes),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "preset": self.preset,
+            "generator": dataclasses.asdict(self.generator),
+            "discriminator": dataclasses.asdict(self.discriminator),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        try:
+            return cls(
+                preset=data["preset"],
+                generator=GeneratorConfig(**data["generator"]),
+                discriminator=DiscriminatorConfig(**data["discriminator"]),
+            )
+        except (KeyError, TypeError) as error:
+            raise ConfigError(f"not a valid hvitgan model config: {error}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        return cls.from_dict(json.loads(text))
+
+
+def _pcam96(num_classes):
+    # SPEC §2/§3 "assumed, TransGAN-sized": the paper's model at PCam's 96 px.
+    return ModelConfig(
+        preset="pcam96",
+        generator=GeneratorConfig(
+            image_size=96, num_classes=num_classes, latent_dim=256, embed_dim=1024,
+            depth=(4, 4, 4, 4), num_heads=(4, 4, 4, 4), window_size=(None, None, 12, 16),
+        ),
+        discriminator=DiscriminatorConfig(
+            image_size=96, num_classes=num_classes, patch_size=4, embed_dim=384,
+            depth=(1, 1, 1, 2), num_heads=(4, 4, 4, 4),
+        ),
+    )
+
+
+def _small(num_classes):
+    # The CPU demo model: 32 px, trains visibly on the demo patches in minutes on 2 cores.
+    return ModelConfig(
+        preset="small",
+        generator=GeneratorConfig(
+            image_size=32, num_classes=num_classes, latent_dim=128, embed_dim=256,
+            depth=(2, 2, 1, 1), num_heads=(4, 4, 2, 1), window_size=(None, None, 8, 8),
+            class_embed_dim=64,
+        ),
+        discriminator=DiscriminatorConfig(
+            image_size=32, num_classes=num_classes, patch_size=2, embed_dim=128,
+            depth=(1, 1, 1, 2), num_heads=(2, 2, 4, 4),
+        ),
+    )
+
+
+def _tiny(num_classes):
+    # For tests only: 16 px, one block per stage, a few hundred thousand weights.
+    return ModelConfig(
+        preset="tiny",
+        generator=GeneratorConfig(
+            image_size=16, num_classes=num_classes, latent_dim=16, embed_dim=128,
+            depth=(1, 1, 1, 1), num_heads=(2, 2, 1, 1), window_size=(None, None, 4, 4),
+            class_embed_dim=8,
+        ),
+        discriminator=DiscriminatorConfig(
+            image_size=16, num_classes=num_classes, patch_size=2, embed_dim=32,
+            depth=(1, 1, 1, 1), num_heads=(2, 2, 2, 2),
+        ),
+    )
+
+
+PRESETS = {"pcam96": _pcam96, "small": _small, "tiny": _tiny}
+
+
+def preset(name: str, num_classes: int = 2) -> ModelConfig:
+    """The named preset's config for ``num_classes`` classes."""
+    try:
+        factory = PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}"
+        ) from None
+    return factory(num_classes)
