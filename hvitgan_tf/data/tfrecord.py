@@ -1,0 +1,287 @@
+"""``tfrecord:GLOB``: ``tf.train.Example`` shards (SPEC §6 output format, SPEC §8 input).
+
+Features of one record (``serialize_example`` writes exactly these):
+
+=======================  ==========  =========================================================
+``image/encoded``        bytes       PNG or JPEG (8-bit) of one patch — required
+``image/class/label``    int64       class index ``0..K-1`` — required
+``image/confidence``     float       classifier confidence of a synthetic patch — optional
+``image/class/text``     bytes       class name (UTF-8) — optional
+=======================  ==========  =========================================================
+
+GLOB is a file pattern (``tf.io.gfile.glob``, so ``gs://`` works too) or a directory, which
+means every ``*.tfrecord*`` file in it. Matches are read in sorted order; ``.gz`` files are read as
+GZIP (TFX ExampleGen writes those). Hidden files and the side files ``classes.json``,
+``classes.txt`` and ``manifest.csv`` are never read as shards.
+
+Class names, first match wins per label: ``image/class/text`` of the records; else a
+``classes.json`` (a JSON list of names, or ``{"class_names": [...]}``) or ``classes.txt`` (one
+name per line, in label order) beside the first shard; else ``class_0 .. class_{K-1}``. K is the
+length of the class file when there is one (a label at or past it is an error), else the largest
+label + 1.
+
+Opening reads every record once: labels, names, and a full decode of each image (Pillow, a few
+threads), so a bad record is reported as ``<shard>#<record index>`` before training. With
+``skip_bad=True`` bad records, and shards that are truncated or not TFRecord files, are left out
+and counted instead. No splits are stored: ``open_source`` makes a seeded stratified split
+(default 80/10/10) over all records.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from hvitgan_tf.data.base import AUTOTUNE, DataSource, SplitIndex, split_rule_text
+from hvitgan_tf.data.folder import bad_files_text
+from hvitgan_tf.data.forms import DataError
+from hvitgan_tf.data.image_files import check_image, common_square_size, map_in_threads
+
+logger = logging.getLogger(__name__)
+
+IMAGE_KEY = "image/encoded"
+LABEL_KEY = "image/class/label"
+CONFIDENCE_KEY = "image/confidence"
+CLASS_TEXT_KEY = "image/class/text"
+
+CLASS_FILES = ("classes.json", "classes.txt")
+_SIDE_FILES = set(CLASS_FILES) | {"manifest.csv"}
+_READ_BATCH = 256
+
+
+def serialize_example(encoded_image: bytes, label: int, *, confidence: Optional[float] = None,
+                      class_name: Optional[str] = None) -> bytes:
+    """One serialized ``tf.train.Example`` in the layout this module reads."""
+    feature = {
+        IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(encoded_image)])),
+        LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+    }
+    if confidence is not None:
+        feature[CONFIDENCE_KEY] = tf.train.Feature(
+            float_list=tf.train.FloatList(value=[float(confidence)]))
+    if class_name is not None:
+        feature[CLASS_TEXT_KEY] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[class_name.encode("utf-8")]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def shard_files(pattern: str) -> List[str]:
+    """Sorted shard paths for GLOB (a pattern, or a directory meaning ``DIR/*.tfrecord*``)."""
+    if tf.io.gfile.isdir(pattern):
+        pattern = os.path.join(pattern, "*.tfrecord*")
+    matches = tf.io.gfile.glob(pattern)
+    return sorted(path for path in matches
+                  if not os.path.basename(path).startswith(".")
+                  and os.path.basename(path) not in _SIDE_FILES
+                  and not tf.io.gfile.isdir(path))
+
+
+def compression_of(path: str) -> str:
+    return "GZIP" if path.endswith(".gz") else ""
+
+
+def read_class_file(directory: str) -> Optional[Tuple[str, List[str]]]:
+    """``(path, names)`` from ``classes.json`` or ``classes.txt`` in ``directory``, if any."""
+    for name in CLASS_FILES:
+        path = os.path.join(directory, name)
+        if not tf.io.gfile.exists(path):
+            continue
+        with tf.io.gfile.GFile(path, "r") as handle:
+            text = handle.read()
+        if name.endswith(".json"):
+            try:
+                names = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}: not valid JSON ({error})") from None
+            if isinstance(names, dict):
+                names = names.get("class_names")
+        else:
+            names = [line.strip() for line in text.splitlines() if line.strip()]
+        if not isinstance(names, list) or not names or not all(
+                isinstance(n, str) and n for n in names):
+            raise DataError(f"{path}: expected a non-empty list of class names "
+                            '(JSON ["a", "b"] or {"class_names": [...]}; or one name per line)')
+        if len(set(names)) != len(names):
+            raise DataError(f"{path}: class names repeat: {names}")
+        return path, names
+    return None
+
+
+def _parse(serialized):
+    """Batch of serialized examples -> (encoded [B], label [B] or -1, text [B] or '')."""
+    features = tf.io.parse_example(serialized, {
+        IMAGE_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        CLASS_TEXT_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    })
+    return features[IMAGE_KEY], features[LABEL_KEY], features[CLASS_TEXT_KEY]
+
+
+def _scan_shard(path: str):
+    """Every record of one shard as numpy arrays; raises ``tf.errors`` on a damaged shard."""
+    dataset = (tf.data.TFRecordDataset(path, compression_type=compression_of(path))
+               .batch(_READ_BATCH).map(_parse))
+    encoded, labels, texts = [], [], []
+    for batch_encoded, batch_labels, batch_texts in dataset.as_numpy_iterator():
+        encoded.extend(batch_encoded)
+        labels.append(batch_labels)
+        texts.extend(batch_texts)
+    labels = np.concatenate(labels) if labels else np.zeros([0], np.int64)
+    return encoded, labels, texts
+
+
+class TFRecordSource(DataSource):
+    """``tf.train.Example`` shards (see the module docstring)."""
+
+    kind = "tfrecord"
+
+    def __init__(self, spec: str, pattern: str, *, skip_bad: bool = False, split_fractions,
+                 split_seed: int = 0, **subset):
+        files = shard_files(pattern)
+        if not files:
+            raise DataError(f"{spec}: no TFRecord files match {pattern!r}")
+        class_file = read_class_file(os.path.dirname(files[0]))
+
+        kept_files, labels, checks = [], [], []
+        bad: List[Tuple[str, str]] = []
+        texts: Dict[int, Tuple[str, str]] = {}  # label -> (name, where it was seen)
+        for path in files:
+            try:
+                encoded, shard_labels, shard_texts = _scan_shard(path)
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+                reason = f"truncated or not a TFRecord file ({error.message.splitlines()[0]})"
+                if not skip_bad:
+                    raise DataError(f"{path}: {reason} (use --skip-bad to leave the shard out)"
+                                    ) from None
+                bad.append((path, reason))
+                continue
+            kept_files.append(path)
+            shard_checks = map_in_threads(check_image, encoded)
+            for record, (label, text, check) in enumerate(
+                    zip(shard_labels, shard_texts, shard_checks)):
+                where = f"{path}#{record}"
+                problem = _record_problem(label, check)
+                if problem is not None:
+                    if not skip_bad:
+                        raise DataError(f"{where}: {problem} (use --skip-bad to leave such "
+                                        "records out)")
+                    bad.append((where, problem))
+                    labels.append(-1)  # keeps stream positions aligned; excluded below
+                    checks.append(None)
+                    continue
+                if text:
+                    _remember_name(texts, int(label), text.decode("utf-8"), where)
+                labels.append(int(label))
+                checks.append(check)
+        if bad:
+            logger.warning("skipped %d bad TFRecord shard(s)/record(s) matching %s: %s",
+                           len(bad), pattern, bad_files_text(bad))
+
+        labels = np.asarray(labels, dtype=np.int64)
+        good = labels >= 0
+        class_names = _class_names(labels[good], texts, class_file)
+        self._files = kept_files
+        self._store_size = len(labels)
+        self._good_positions = np.flatnonzero(good)
+        super().__init__(
+            spec, class_names,
+            common_square_size(check for check in checks if check is not None),
+            description=(f"{int(good.sum())} records in {len(kept_files)} TFRecord shard(s)"
+                         + (f", class names from {class_file[0]}" if class_file and not texts
+                            else "")),
+            location=pattern,
+            split_rule=split_rule_text(split_fractions, split_seed),
+            skipped=bad,
+            **subset,
+        )
+        good_labels = labels[good].astype(np.int32)
+        self._check_classes_present(good_labels, f"{spec}")
+        # Split over the good records, then map back to stream positions (bad ones skipped).
+        self._splits = {
+            name: SplitIndex("all", self._good_positions[index.positions], index.labels)
+            for name, index in self._split_all(good_labels, split_fractions, split_seed).items()
+        }
+
+    def _build_index(self, split: str) -> SplitIndex:
+        return self._splits[split]
+
+    def _records(self) -> tf.data.Dataset:
+        """``(encoded bytes, int32 label)`` of every record, in the order the scan saw them."""
+        compressions = {compression_of(path) for path in self._files}
+        if len(compressions) == 1:
+            # Without num_parallel_reads the files are read one after the other, in order.
+            stream = tf.data.TFRecordDataset(self._files, compression_type=compressions.pop())
+        else:
+            stream = tf.data.TFRecordDataset(self._files[0],
+                                             compression_type=compression_of(self._files[0]))
+            for path in self._files[1:]:
+                stream = stream.concatenate(tf.data.TFRecordDataset(
+                    path, compression_type=compression_of(path)))
+
+        def parse(serialized):
+            features = tf.io.parse_single_example(serialized, {
+                IMAGE_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+                LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+            })
+            return features[IMAGE_KEY], tf.cast(features[LABEL_KEY], tf.int32)
+
+        return stream.map(parse)
+
+    def _read(self, index: SplitIndex, shuffle: bool, seed: int) -> tf.data.Dataset:
+        def decode(encoded, label):
+            image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8,
+                                       expand_animations=False)
+            return tf.ensure_shape(image, [None, None, 3]), label
+
+        stream = self._select_from_stream(self._records(), index, self._store_size, shuffle,
+                                          seed)
+        return stream.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def _record_problem(label: int, check) -> Optional[str]:
+    if label < 0:
+        return f"no {LABEL_KEY} (or a negative one)"
+    if check.error is not None:
+        return check.error
+    if not check.tensorflow_decodable:
+        return (f"unsupported image encoding ({check.format} {check.mode}); "
+                f"{IMAGE_KEY} must be 8-bit PNG or JPEG")
+    return None
+
+
+def _remember_name(texts: Dict[int, Tuple[str, str]], label: int, name: str, where: str):
+    seen = texts.get(label)
+    if seen is None:
+        texts[label] = (name, where)
+    elif seen[0] != name:
+        raise DataError(f"label {label} is called {seen[0]!r} in {seen[1]} but {name!r} in "
+                        f"{where}; {CLASS_TEXT_KEY} must name each label consistently")
+
+
+def _class_names(labels: np.ndarray, texts: Dict[int, Tuple[str, str]],
+                 class_file: Optional[Tuple[str, Sequence[str]]]) -> List[str]:
+    """Names per label: record text, then the class file, then ``class_<k>``."""
+    largest = int(max(labels.max(initial=-1), max(texts, default=-1)))
+    if class_file is not None:
+        path, file_names = class_file
+        if largest >= len(file_names):
+            raise DataError(f"label {largest} is outside the class range 0..{len(file_names) - 1} "
+                            f"given by {path}")
+        count = len(file_names)
+    else:
+        file_names, count = [], largest + 1
+    names = []
+    for label in range(count):
+        if label in texts:
+            names.append(texts[label][0])
+        elif label < len(file_names):
+            names.append(file_names[label])
+        else:
+            names.append(f"class_{label}")
+    if len(set(names)) != len(names):
+        raise DataError(f"class names repeat: {names}")
+    return names
