@@ -1,0 +1,447 @@
+"""Differentiable augmentation (DiffAugment) for everything the critic sees (SPEC §5).
+
+One explicit object with named ops, applied identically to real and fake images inside the
+training step. Every op is differentiable w.r.t. the image to any order, because the WGAN-GP
+penalty (SPEC §4) differentiates ``∇_x̂ D(A(x̂))`` once more w.r.t. the critic's weights.
+
+Randomness is separated from the maths so the trainer owns it::
+
+    aug = DiffAugment("color,translation,cutout,scale,rotation")
+    params = aug.sample_params(global_batch, image_size, seed)  # dict, leading dim = batch
+    out = aug.apply(images, params)                              # deterministic given params
+    out = aug(images, seed)                                      # sample + apply
+
+Row ``i`` of every parameter tensor is what image ``i`` gets, so a replica that holds rows
+``a:b`` of a global batch applies ``DiffAugment.slice_params(params, a, b)`` and gets exactly
+the rows a single device would produce.
+
+Conventions (images in ``[-1, 1]``; the maths runs in float32 and the result is cast back to
+the input dtype, so bfloat16 works):
+
+- **colour** follows the original DiffAugment (Zhao et al. 2020), which also works on
+  ``[-1, 1]`` images: brightness *adds* ``U(-0.5, 0.5)`` in ``[-1, 1]`` units (±1/4 of the
+  range), saturation scales each pixel's deviation from its channel mean by ``U(0, 2)``, contrast
+  scales each image's deviation from its global mean by ``U(0.5, 1.5)``. Saturation and contrast
+  are about means, so they are the same in any affine pixel scale; only brightness depends on it.
+  Nothing is clipped (clipping would zero the gradient): outputs can leave ``[-1, 1]``.
+- **fill**: pixels uncovered by translation, scale, small rotation, and the cutout square get
+  ``fill_value``, default ``0.0`` — the middle of ``[-1, 1]``, i.e. mid-grey. This is the
+  "zero" of SPEC §5 and what the original implementation does in the same input space. We keep
+  it rather than black (``-1``, never seen in H&E) or white (``+1``, the glass background of a
+  slide, which would make an artefact look like real tissue-free area).
+- **geometry**: pixel ``i`` has its centre at coordinate ``i``; the image centre is
+  ``(size - 1) / 2``. Rotations by 90° follow ``np.rot90`` (counter-clockwise as displayed).
+
+Only core TensorFlow ops (gathers, ``where``, arithmetic, stateless random); no
+tensorflow-addons (cannot import under Keras 3) and no ``ImageProjectiveTransformV3``: its
+registered image gradient warps the upstream gradient by the inverse transform, which is not
+the adjoint of bilinear sampling (checked: for a 1.13x zoom of a 16 px image the dot-product
+test ``<Ax, y> = <x, A^T y>`` is off by ~20 %), so the critic would be trained on a wrong
+penalty gradient. Our bilinear sampler is made of gathers, whose gradients are exact.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Sequence, Tuple, Union
+
+import keras
+import tensorflow as tf
+
+from hvitgan_tf.errors import UserError
+
+DEFAULT_POLICY = "color,translation,cutout,scale,rotation"
+
+# SPEC §5 numbers, in one place.
+BRIGHTNESS_RANGE = (-0.5, 0.5)  # added, in [-1, 1] units
+SATURATION_RANGE = (0.0, 2.0)  # multiplies deviation from the per-pixel channel mean
+CONTRAST_RANGE = (0.5, 1.5)  # multiplies deviation from the per-image mean
+TRANSLATION_RATIO = 1.0 / 8.0  # max integer shift per axis, as a fraction of the size
+CUTOUT_RATIO = 0.5  # side of the cutout square, as a fraction of the size
+SCALE_RANGE = (0.8, 1.2)  # isotropic zoom factor about the centre
+SMALL_ROTATION_MAX_DEGREES = 15.0  # `rotation_small` only; assumed, not from the paper
+
+Params = Dict[str, tf.Tensor]
+
+
+class PolicyError(UserError, ValueError):
+    """An augmentation policy string that names an unknown or repeated op."""
+
+
+# --------------------------------------------------------------------------------------------
+# Random parameters. Each random quantity has its own fixed stream number folded into the seed, so
+# adding or removing an op from the policy does not change the other ops' draws. Never renumber
+# these: it would silently change every seeded run.
+_STREAMS = {
+    "brightness": 11,
+    "saturation": 12,
+    "contrast": 13,
+    "translation_y": 21,
+    "translation_x": 22,
+    "cutout_row": 31,
+    "cutout_col": 32,
+    "scale": 41,
+    "rotation": 51,
+    "angle": 61,
+}
+
+
+def _stream_seed(seed, name):
+    return tf.random.experimental.stateless_fold_in(seed, _STREAMS[name], alg="philox")
+
+
+def _uniform(seed, name, shape, low, high):
+    # Philox explicitly: "auto_select" may pick another generator on another device.
+    return tf.random.stateless_uniform(
+        shape, seed=_stream_seed(seed, name), minval=low, maxval=high, dtype=tf.float32,
+        alg="philox",
+    )
+
+
+def _randint(seed, name, shape, low, high_inclusive):
+    return tf.random.stateless_uniform(
+        shape, seed=_stream_seed(seed, name), minval=low, maxval=high_inclusive + 1,
+        dtype=tf.int32, alg="philox",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling primitives shared by every geometric op: one integer gather, and bilinear
+# interpolation built from four of them. Gathers with batch_dims are differentiable to any
+# order (the gradient of a gather is a segment sum, whose gradient is a gather again).
+
+
+def _gather_pixels(images, src_y, src_x, fill_value):
+    """out[n, i, j] = images[n, src_y[n,i,j], src_x[n,i,j]], or fill_value where out of range.
+
+    images [N, H, W, C] float32; src_y, src_x int32 [N, H, W] -> [N, H, W, C].
+    """
+    shape = tf.shape(images)
+    n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    valid = (src_y >= 0) & (src_y < h) & (src_x >= 0) & (src_x < w)  # [N, H, W]
+    flat_index = tf.clip_by_value(src_y, 0, h - 1) * w + tf.clip_by_value(src_x, 0, w - 1)
+    flat_images = tf.reshape(images, [n, h * w, c])  # [N, H*W, C]
+    values = tf.gather(flat_images, tf.reshape(flat_index, [n, -1]), batch_dims=1)  # [N, H*W, C]
+    values = tf.reshape(values, shape)  # [N, H, W, C]
+    return tf.where(valid[..., None], values, tf.cast(fill_value, values.dtype))
+
+
+def _bilinear_sample(images, src_y, src_x, fill_value):
+    """Bilinear interpolation at float source coordinates src_y, src_x [N, H, W].
+
+    Outside the image the fill value takes part in the interpolation like a pixel would, so
+    content fades into the fill over one pixel instead of being cut. Integer coordinates give
+    the source pixels exactly (weights 1 and 0).
+    """
+    y0 = tf.floor(src_y)
+    x0 = tf.floor(src_x)
+    wy = (src_y - y0)[..., None]  # [N, H, W, 1]
+    wx = (src_x - x0)[..., None]
+    y0 = tf.cast(y0, tf.int32)
+    x0 = tf.cast(x0, tf.int32)
+
+    def corner(dy, dx):
+        return _gather_pixels(images, y0 + dy, x0 + dx, fill_value)
+
+    top = corner(0, 0) * (1.0 - wx) + corner(0, 1) * wx
+    bottom = corner(1, 0) * (1.0 - wx) + corner(1, 1) * wx
+    return top * (1.0 - wy) + bottom * wy
+
+
+def _pixel_grid(images):
+    """Row and column index grids, int32 [1, H, W] each."""
+    shape = tf.shape(images)
+    rows, cols = tf.meshgrid(tf.range(shape[1]), tf.range(shape[2]), indexing="ij")
+    return rows[None], cols[None]
+
+
+def _centre(size):
+    return (tf.cast(size, tf.float32) - 1.0) / 2.0
+
+
+def _per_sample(values):
+    """[N] -> [N, 1, 1] so a per-image value broadcasts over an [N, H, W] grid."""
+    return values[:, None, None]
+
+
+# --------------------------------------------------------------------------------------------
+# The ops. Each is a (sample, apply) pair: sample(seed, batch, height, width) -> dict of
+# tensors with leading dim batch; apply(images float32 [N,H,W,C], params, fill) -> same shape.
+
+
+def _sample_color(seed, batch, height, width):
+    return {
+        "brightness": _uniform(seed, "brightness", [batch], *BRIGHTNESS_RANGE),
+        "saturation": _uniform(seed, "saturation", [batch], *SATURATION_RANGE),
+        "contrast": _uniform(seed, "contrast", [batch], *CONTRAST_RANGE),
+    }
+
+
+def _apply_color(x, params, fill_value):
+    del fill_value
+    per_image = lambda v: v[:, None, None, None]  # [N] -> [N, 1, 1, 1]
+    x = x + per_image(params["brightness"])
+    channel_mean = tf.reduce_mean(x, axis=3, keepdims=True)  # [N, H, W, 1]
+    x = (x - channel_mean) * per_image(params["saturation"]) + channel_mean
+    image_mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)  # [N, 1, 1, 1]
+    return (x - image_mean) * per_image(params["contrast"]) + image_mean
+
+
+def _max_shift(size):
+    return int(size * TRANSLATION_RATIO + 0.5)  # 32 px -> 4, 96 px -> 12
+
+
+def _sample_translation(seed, batch, height, width):
+    # [N, 2] int32 (dy, dx): content moves down by dy rows and right by dx columns.
+    dy = _randint(seed, "translation_y", [batch, 1], -_max_shift(height), _max_shift(height))
+    dx = _randint(seed, "translation_x", [batch, 1], -_max_shift(width), _max_shift(width))
+    return {"translation": tf.concat([dy, dx], axis=1)}
+
+
+def _apply_translation(x, params, fill_value):
+    rows, cols = _pixel_grid(x)
+    shift = tf.cast(params["translation"], tf.int32)
+    src_y = rows - _per_sample(shift[:, 0])  # [N, H, W]
+    src_x = cols - _per_sample(shift[:, 1])
+    return _gather_pixels(x, src_y, src_x, fill_value)
+
+
+def _cutout_size(size):
+    return (size + 1) // 2  # round(size * CUTOUT_RATIO) for CUTOUT_RATIO = 1/2
+
+
+def _sample_cutout(seed, batch, height, width):
+    # [N, 2] int32 (row, col) of the square's centre, anywhere in the image: squares near a
+    # border are clipped by it, as in the original DiffAugment.
+    cy = _randint(seed, "cutout_row", [batch, 1], 0, height - 1)
+    cx = _randint(seed, "cutout_col", [batch, 1], 0, width - 1)
+    return {"cutout_center": tf.concat([cy, cx], axis=1)}
+
+
+def _apply_cutout(x, params, fill_value):
+    shape = tf.shape(x)
+    rows, cols = _pixel_grid(x)
+    centre = tf.cast(params["cutout_center"], tf.int32)
+    side_y = _cutout_size(shape[1])
+    side_x = _cutout_size(shape[2])
+    top = _per_sample(centre[:, 0] - side_y // 2)  # [N, 1, 1]
+    left = _per_sample(centre[:, 1] - side_x // 2)
+    inside = (rows >= top) & (rows < top + side_y) & (cols >= left) & (cols < left + side_x)
+    return tf.where(inside[..., None], tf.cast(fill_value, x.dtype), x)
+
+
+def _sample_scale(seed, batch, height, width):
+    return {"scale": _uniform(seed, "scale", [batch], *SCALE_RANGE)}
+
+
+def _apply_scale(x, params, fill_value):
+    # Output pixel p shows the input at c + (p - c) / s: s > 1 magnifies (content grows and
+    # its outer part leaves the frame), s < 1 shrinks it and uncovers a fill border.
+    shape = tf.shape(x)
+    rows, cols = _pixel_grid(x)
+    cy, cx = _centre(shape[1]), _centre(shape[2])
+    inv = 1.0 / _per_sample(params["scale"])  # [N, 1, 1]
+    src_y = cy + (tf.cast(rows, tf.float32) - cy) * inv
+    src_x = cx + (tf.cast(cols, tf.float32) - cx) * inv
+    return _bilinear_sample(x, src_y, src_x, fill_value)
+
+
+def _sample_rotation(seed, batch, height, width):
+    # [N] int32 in [0, 8): one of the 8 symmetries of the square (label-preserving for tissue).
+    return {"rotation": _randint(seed, "rotation", [batch], 0, 7)}
+
+
+def _apply_rotation(x, params, fill_value):
+    """Dihedral transform r = 4 * flip + k: ``np.rot90(np.fliplr(img) if flip else img, k)``.
+
+    One gather with per-sample source indices instead of Python branches, so every image in
+    the batch gets its own transform. For rot90 (counter-clockwise), out[i, j] = in[j, n - i];
+    composing k times gives the four index maps below (n = size - 1).
+    """
+    del fill_value  # a permutation of the pixels: nothing is uncovered
+    height, width = x.shape[1], x.shape[2]
+    if height is not None and width is not None and height != width:
+        raise UserError(f"the 'rotation' augmentation needs square images, got {height}x{width}")
+    rows, cols = _pixel_grid(x)
+    n = tf.shape(x)[1] - 1
+    r = _per_sample(tf.cast(params["rotation"], tf.int32))  # [N, 1, 1]
+    k = r % 4
+    flip = r >= 4
+    src_y = tf.where(k == 0, rows, tf.where(k == 1, cols, tf.where(k == 2, n - rows, n - cols)))
+    src_x = tf.where(k == 0, cols, tf.where(k == 1, n - rows, tf.where(k == 2, n - cols, rows)))
+    src_x = tf.where(flip, n - src_x, src_x)  # the flip happens before the rotation
+    return _gather_pixels(x, src_y, src_x, 0.0)
+
+
+def _sample_rotation_small(seed, batch, height, width):
+    limit = math.radians(SMALL_ROTATION_MAX_DEGREES)
+    return {"angle": _uniform(seed, "angle", [batch], -limit, limit)}
+
+
+def _apply_rotation_small(x, params, fill_value):
+    # Radians, same sense as `rotation` (np.rot90): angle = pi/2 equals k = 1 up to rounding.
+    # The corners uncovered by the turn get the fill value.
+    shape = tf.shape(x)
+    rows, cols = _pixel_grid(x)
+    cy, cx = _centre(shape[1]), _centre(shape[2])
+    dy = tf.cast(rows, tf.float32) - cy  # [1, H, W]
+    dx = tf.cast(cols, tf.float32) - cx
+    angle = _per_sample(params["angle"])  # [N, 1, 1]
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    src_y = cy + cos * dy + sin * dx
+    src_x = cx + cos * dx - sin * dy
+    return _bilinear_sample(x, src_y, src_x, fill_value)
+
+
+@dataclass(frozen=True)
+class _Op:
+    sample: Callable
+    apply: Callable
+    params: Tuple[str, ...]
+
+
+OPS: Dict[str, _Op] = {
+    "color": _Op(_sample_color, _apply_color, ("brightness", "saturation", "contrast")),
+    "translation": _Op(_sample_translation, _apply_translation, ("translation",)),
+    "cutout": _Op(_sample_cutout, _apply_cutout, ("cutout_center",)),
+    "scale": _Op(_sample_scale, _apply_scale, ("scale",)),
+    "rotation": _Op(_sample_rotation, _apply_rotation, ("rotation",)),
+    "rotation_small": _Op(_sample_rotation_small, _apply_rotation_small, ("angle",)),
+}
+
+
+def parse_policy(policy: Union[str, Sequence[str], None]) -> Tuple[str, ...]:
+    """``"color, translation"`` or ``["color", "translation"]`` -> ``("color", "translation")``.
+
+    ``None``, ``""`` and ``"none"`` mean no augmentation. Ops run in the order given.
+    """
+    if policy is None:
+        return ()
+    if isinstance(policy, str):
+        names = [part.strip().lower() for part in policy.split(",")]
+    else:
+        names = [str(part).strip().lower() for part in policy]
+    names = [name for name in names if name]
+    if names == ["none"]:
+        return ()
+    valid = ", ".join(OPS)
+    seen = set()
+    for name in names:
+        if name not in OPS:
+            raise PolicyError(
+                f"unknown DiffAugment op {name!r} in policy {policy!r}; valid ops: {valid} "
+                "(comma-separated), or 'none'"
+            )
+        if name in seen:
+            raise PolicyError(f"DiffAugment op {name!r} appears twice in policy {policy!r}")
+        seen.add(name)
+    return tuple(names)
+
+
+def _image_size_pair(image_size) -> Tuple[int, int]:
+    if isinstance(image_size, (tuple, list)):
+        if len(image_size) != 2:
+            raise ValueError(f"image_size must be an int or (height, width), got {image_size}")
+        height, width = (int(v) for v in image_size)
+    else:
+        height = width = int(image_size)
+    if height < 1 or width < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    return height, width
+
+
+@keras.saving.register_keras_serializable(package="hvitgan_tf")
+class DiffAugment(keras.layers.Layer):
+    """Differentiable, per-sample random augmentation of ``[-1, 1]`` images (SPEC §5).
+
+    Args:
+        policy: comma-separated op names, applied in that order; default
+            ``"color,translation,cutout,scale,rotation"``. ``""`` or ``"none"``: identity.
+            Valid ops: ``color``, ``translation``, ``cutout``, ``scale``, ``rotation``,
+            ``rotation_small`` (the last is off by default).
+        fill_value: value of uncovered and cut-out pixels (default 0.0, mid-grey; see the module
+            docstring).
+
+    Parameters (``sample_params`` output, all with leading dim ``batch_size``):
+        ``brightness``, ``saturation``, ``contrast`` float32 ``[N]`` (color);
+        ``translation`` int32 ``[N, 2]`` (dy, dx) in ``[-size/8, size/8]``;
+        ``cutout_center`` int32 ``[N, 2]`` (row, col) of the half-size square;
+        ``scale`` float32 ``[N]`` in ``[0.8, 1.2]``; ``rotation`` int32 ``[N]`` in ``[0, 8)``;
+        ``angle`` float32 ``[N]`` radians (rotation_small).
+
+    The layer has no weights; it is a layer so it serialises with the model config and reads
+    like Keras's own augmenters.
+    """
+
+    def __init__(self, policy=DEFAULT_POLICY, fill_value: float = 0.0, **kwargs):
+        # Never autocast: bfloat16 images must come back bfloat16, float32 stay float32.
+        kwargs.setdefault("autocast", False)
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        self._policy = parse_policy(policy)
+        self.fill_value = float(fill_value)
+
+    @property
+    def policy(self) -> Tuple[str, ...]:
+        return self._policy
+
+    # -- randomness ---------------------------------------------------------------------------
+    def sample_params(self, batch_size, image_size, seed) -> Params:
+        """Draw every op's parameters for ``batch_size`` images.
+
+        batch_size: int or scalar int tensor (may be dynamic). image_size: int or (H, W).
+        seed: int32/int64 tensor ``[2]`` (e.g. ``SeedGenerator.next()``; other integer dtypes
+        are cast). Same seed -> same parameters, on any device.
+        """
+        height, width = _image_size_pair(image_size)
+        seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+        params: Params = {}
+        for name in self._policy:
+            params.update(OPS[name].sample(seed, batch_size, height, width))
+        return params
+
+    @staticmethod
+    def slice_params(params: Params, start, stop) -> Params:
+        """Rows ``start:stop`` of every parameter (a replica's share of a global batch)."""
+        return {key: value[start:stop] for key, value in params.items()}
+
+    # -- maths ----------------------------------------------------------------------------------
+    def apply(self, images, params: Params):
+        """Augment ``images`` [N, H, W, C] with ``params`` (row i of each for image i).
+
+        Deterministic and differentiable w.r.t. ``images`` (to any order). Returns the input
+        dtype; computes in float32.
+        """
+        images = tf.convert_to_tensor(images)
+        if images.shape.rank is not None and images.shape.rank != 4:
+            raise ValueError(f"DiffAugment expects images [N, H, W, C], got shape {images.shape}")
+        input_dtype = images.dtype
+        x = tf.cast(images, tf.float32)
+        for name in self._policy:
+            op = OPS[name]
+            missing = [key for key in op.params if key not in params]
+            if missing:
+                raise KeyError(
+                    f"DiffAugment op {name!r} needs params {list(op.params)}, missing {missing}; "
+                    "draw them with sample_params() using the same policy"
+                )
+            x = op.apply(x, {key: params[key] for key in op.params}, self.fill_value)
+        return tf.cast(x, input_dtype)
+
+    def call(self, images, seed):
+        """Sample parameters from ``seed`` (int tensor [2]) and apply them."""
+        images = tf.convert_to_tensor(images)
+        height, width = images.shape[1], images.shape[2]
+        if height is None or width is None:
+            raise ValueError(
+                "DiffAugment(images, seed) needs a static image size; with a dynamic one, call "
+                "sample_params(batch, (H, W), seed) and apply() instead"
+            )
+        params = self.sample_params(tf.shape(images)[0], (height, width), seed)
+        return self.apply(images, params)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"policy": ",".join(self._policy) or "none",
+                       "fill_value": self.fill_value})
+        return config
