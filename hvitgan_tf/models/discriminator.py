@@ -1,0 +1,167 @@
+"""The HViTGAN discriminator (SPEC §3): ``D(images) -> (source [N, 1], class_logits [N, C])``.
+
+Data flow (pcam96 preset: S = 96, p = 4, D = 384)::
+
+    images -> patches of p, 2p, 4p, each linearly embedded + own position embedding
+              tokens_p [24x24, 192]   tokens_2p [12x12, 96]   tokens_4p [6x6, 96]
+    stage 1: encoders on tokens_p                         [24x24, 192] -> 2x2 avg pool
+    stage 2: concat(pooled, tokens_2p) along channels -> encoders  [12x12, 288] -> pool
+    stage 3: concat(pooled, tokens_4p) -> encoders                 [6x6, 384]   -> pool
+    stage 4: prepend class + source tokens -> encoders -> LayerNorm  [2 + 3x3, 384]
+             class head (Dense -> C) on the class token, source head (Dense -> 1) on the
+             source token; no sigmoid (a WGAN critic).
+
+Feature extractor (domain FID, SPEC §9): :meth:`Discriminator.features` returns the class token
+after the final LayerNorm, the vector the class head reads.
+"""
+import dataclasses
+
+import keras
+from keras import ops
+
+from hvitgan_tf.models.config import NUM_STAGES, DiscriminatorConfig
+from hvitgan_tf.models.embeddings import ClassAndSourceTokens, MultiScalePatchEmbedding
+from hvitgan_tf.models.linear import layer_norm, linear
+from hvitgan_tf.models.resampling import TokenAveragePool
+from hvitgan_tf.models.transformer import TransformerEncoder
+
+
+@keras.saving.register_keras_serializable(package="hvitgan_tf")
+class DiscriminatorStage(keras.layers.Layer):
+    """``depth`` encoders over ``[B, n, C]`` tokens, then (stages 1-3) a 2x2 average pool."""
+
+    def __init__(self, depth, num_heads, window_size=None, mlp_ratio=4.0, epsilon=1e-6,
+                 pool=True, **kwargs):
+        super().__init__(**kwargs)
+        self.depth = int(depth)
+        self.num_heads = int(num_heads)
+        self.window_size = None if window_size is None else int(window_size)
+        self.mlp_ratio = float(mlp_ratio)
+        self.epsilon = float(epsilon)
+        self.pool = bool(pool)
+        self.encoders = [
+            TransformerEncoder(self.num_heads, self.mlp_ratio, self.window_size, self.epsilon,
+                               name=f"encoder_{i}")
+            for i in range(self.depth)
+        ]
+        self.pooling = TokenAveragePool(name="pool") if self.pool else None
+
+    def build(self, input_shape):
+        for encoder in self.encoders:
+            encoder.build(input_shape)
+        if self.pooling is not None:
+            self.pooling.build(input_shape)
+
+    def call(self, tokens):
+        for encoder in self.encoders:
+            tokens = encoder(tokens)
+        return tokens if self.pooling is None else self.pooling(tokens)
+
+    def compute_output_shape(self, input_shape):
+        if self.pooling is None:
+            return input_shape
+        return self.pooling.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "window_size": self.window_size,
+            "mlp_ratio": self.mlp_ratio,
+            "epsilon": self.epsilon,
+            "pool": self.pool,
+        }
+
+
+@keras.saving.register_keras_serializable(package="hvitgan_tf")
+class Discriminator(keras.Model):
+    """SPEC §3 discriminator. ``D(images, training=False) -> (source [N, 1], logits [N, C])``.
+
+    ``images`` float ``[N, S, S, 3]`` in ``[-1, 1]``. Both outputs are float32 raw scores (no
+    sigmoid / softmax), also under a mixed-precision policy: the final LayerNorm and both heads
+    run in float32. ``D.features(images)`` gives the ``[N, embed_dim]`` float32 class-token
+    features. Construct with :func:`build_discriminator`, which also creates the weights.
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = DiscriminatorConfig(**config)
+        self.config = config
+        cfg = config
+        self.patch_embedding = MultiScalePatchEmbedding(
+            cfg.patch_size, cfg.scale_widths, name="patch_embedding")
+        self.stages = [
+            DiscriminatorStage(
+                cfg.depth[k], cfg.num_heads[k], cfg.window_size[k], cfg.mlp_ratio,
+                cfg.layer_norm_epsilon, pool=k < NUM_STAGES - 1, name=f"stage_{k + 1}")
+            for k in range(NUM_STAGES)
+        ]
+        self.class_and_source_tokens = ClassAndSourceTokens(name="class_and_source_tokens")
+        # float32 from here on: the features and both scores are float32 under mixed precision,
+        # and the critic score feeds the gradient penalty (NOTES-KERAS3 "Mixed precision").
+        self.final_norm = layer_norm(cfg.layer_norm_epsilon, name="final_norm", dtype="float32")
+        self.class_head = linear(cfg.num_classes, name="class_head", dtype="float32")
+        self.source_head = linear(1, name="source_head", dtype="float32")
+
+    def build(self, input_shape=None):
+        cfg = self.config
+        self.patch_embedding.build((None, cfg.image_size, cfg.image_size, 3))
+        scale_shapes = self.patch_embedding.compute_output_shape(
+            (None, cfg.image_size, cfg.image_size, 3))
+        tokens = scale_shapes[0]
+        for k, stage in enumerate(self.stages):
+            if 0 < k < len(scale_shapes):  # stages 2, 3 take in the next scale's channels
+                tokens = (None, tokens[1], tokens[2] + scale_shapes[k][2])
+            if k == NUM_STAGES - 1:
+                self.class_and_source_tokens.build(tokens)
+                tokens = self.class_and_source_tokens.compute_output_shape(tokens)
+            stage.build(tokens)
+            tokens = stage.compute_output_shape(tokens)
+        self.final_norm.build(tokens)
+        self.class_head.build((None, tokens[2]))
+        self.source_head.build((None, tokens[2]))
+
+    def encode(self, images, training=False):
+        """All tokens after the final LayerNorm: ``[N, 2 + n, embed_dim]`` float32, with the
+        class token at index 0 and the source token at index 1."""
+        scales = self.patch_embedding(images)  # [N, (S/p)^2, w0], [N, (S/2p)^2, w1], ...
+        x = scales[0]
+        for k, stage in enumerate(self.stages):
+            if 0 < k < len(scales):
+                # Grids match: (S/p)/2^k after k poolings == S/(2^k p). Channels: w0 + ... + wk.
+                x = ops.concatenate([x, ops.cast(scales[k], x.dtype)], axis=-1)
+            if k == NUM_STAGES - 1:
+                x = self.class_and_source_tokens(x)  # [N, 2 + n, D]
+            x = stage(x)
+        return self.final_norm(x)
+
+    def call(self, images, training=False):
+        tokens = self.encode(images, training=training)
+        source = self.source_head(tokens[:, ClassAndSourceTokens.SOURCE])  # [N, 1]
+        logits = self.class_head(tokens[:, ClassAndSourceTokens.CLASS])  # [N, num_classes]
+        return source, logits
+
+    def features(self, images, training=False):
+        """Penultimate class-token features ``[N, embed_dim]`` float32 (after the final LN, before
+        the class head): the domain feature extractor for FID/KID (SPEC §9).
+
+        Export: ``archive.track(D)`` and ``archive.add_endpoint("features", tf.function(
+        D.features, input_signature=[tf.TensorSpec([None, S, S, 3], tf.float32)]))``.
+        """
+        return self.encode(images, training=training)[:, ClassAndSourceTokens.CLASS]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1), (input_shape[0], self.config.num_classes)
+
+    def get_config(self):
+        return {**super().get_config(), "config": dataclasses.asdict(self.config)}
+
+
+def build_discriminator(cfg: DiscriminatorConfig, name: str = "discriminator") -> Discriminator:
+    """The discriminator of ``cfg``, with its weights created (call it inside a strategy scope
+    to place them there)."""
+    model = Discriminator(cfg, name=name)
+    model.build((None, cfg.image_size, cfg.image_size, 3))
+    return model

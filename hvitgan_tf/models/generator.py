@@ -1,0 +1,189 @@
+"""The HViTGAN generator (SPEC §2): ``G([z, labels]) -> images [N, S, S, 3]`` in ``[-1, 1]``.
+
+Data flow (``H0 = S / 16``, widths for the pcam96 preset in brackets)::
+
+    concat(z, one_hot(y)) -Dense-> H0 x H0 tokens [1024] + position embedding
+    stage 1: class projection -> bicubic x2          -> position emb. -> global encoders   [1024]
+    stage 2: class projection -> pixel shuffle x2    -> position emb. -> global encoders   [256]
+    stage 3: class projection -> pixel shuffle x2    -> position emb. -> window encoders   [64]
+    stage 4: class projection -> pixel shuffle x2    -> position emb. -> window encoders   [16]
+    per-token Dense -> 3, tanh, reshape to S x S x 3
+
+The class projection of stage ``k`` is a conditional layer norm driven by
+``e_k = concat(z_k, class_embedding(y))`` with ``z`` split into four chunks (skip-z); with
+``class_projection=False`` it is a plain LayerNorm. Which attention each stage uses, and every
+other number, comes from :class:`~hvitgan_tf.models.config.GeneratorConfig`.
+"""
+import dataclasses
+
+import keras
+from keras import ops
+
+from hvitgan_tf.models.config import NUM_STAGES, GeneratorConfig
+from hvitgan_tf.models.embeddings import PositionEmbedding
+from hvitgan_tf.models.linear import layer_norm, linear
+from hvitgan_tf.models.normalization import ConditionalLayerNorm
+from hvitgan_tf.models.resampling import BicubicUpsample, PixelShuffleUpsample
+from hvitgan_tf.models.transformer import TransformerEncoder
+
+UPSAMPLERS = {"bicubic": BicubicUpsample, "pixel_shuffle": PixelShuffleUpsample}
+
+
+@keras.saving.register_keras_serializable(package="hvitgan_tf")
+class GeneratorStage(keras.layers.Layer):
+    """One generator stage: class projection -> x2 upsample -> position embedding -> encoders.
+
+    Input: ``[tokens [B, g*g, C], condition [B, e_dim]]`` when ``class_projection`` is on (the
+    condition drives the conditional layer norm), else just ``tokens``. Output:
+    ``[B, 4*g*g, C]`` after bicubic upsampling, ``[B, 4*g*g, C/4]`` after pixel shuffle.
+    """
+
+    def __init__(self, upsample, depth, num_heads, window_size=None, mlp_ratio=4.0,
+                 epsilon=1e-6, class_projection=True, **kwargs):
+        super().__init__(**kwargs)
+        if upsample not in UPSAMPLERS:
+            raise ValueError(f"upsample must be one of {sorted(UPSAMPLERS)}, got {upsample!r}")
+        self.upsample_mode = upsample
+        self.depth = int(depth)
+        self.num_heads = int(num_heads)
+        self.window_size = None if window_size is None else int(window_size)
+        self.mlp_ratio = float(mlp_ratio)
+        self.epsilon = float(epsilon)
+        self.class_projection = bool(class_projection)
+        self.norm = (ConditionalLayerNorm(self.epsilon, name="class_projection")
+                     if self.class_projection else layer_norm(self.epsilon, name="norm"))
+        self.upsample = UPSAMPLERS[upsample](name="upsample")
+        self.position_embedding = PositionEmbedding(name="position_embedding")
+        self.encoders = [
+            TransformerEncoder(self.num_heads, self.mlp_ratio, self.window_size, self.epsilon,
+                               name=f"encoder_{i}")
+            for i in range(self.depth)
+        ]
+
+    def build(self, input_shape):
+        tokens_shape = input_shape[0] if self.class_projection else input_shape
+        self.norm.build(input_shape)
+        self.upsample.build(tokens_shape)
+        upsampled = self.upsample.compute_output_shape(tokens_shape)
+        self.position_embedding.build(upsampled)
+        for encoder in self.encoders:
+            encoder.build(upsampled)
+
+    def call(self, inputs):
+        x = self.norm(inputs)  # CLN takes [tokens, condition], plain LN just tokens
+        x = self.upsample(x)
+        x = self.position_embedding(x)
+        for encoder in self.encoders:
+            x = encoder(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        tokens_shape = input_shape[0] if self.class_projection else input_shape
+        return self.upsample.compute_output_shape(tokens_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "upsample": self.upsample_mode,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "window_size": self.window_size,
+            "mlp_ratio": self.mlp_ratio,
+            "epsilon": self.epsilon,
+            "class_projection": self.class_projection,
+        }
+
+
+@keras.saving.register_keras_serializable(package="hvitgan_tf")
+class Generator(keras.Model):
+    """SPEC §2 generator. Call as ``G([z, labels], training=False)``.
+
+    Args (of the call): ``z`` float32 ``[N, latent_dim]``; ``labels`` integer ``[N]`` in
+    ``[0, num_classes)``. Returns float32 images ``[N, S, S, 3]`` in ``[-1, 1]`` (also under a
+    mixed-precision policy: the output Dense and tanh run in float32).
+
+    Construct with :func:`build_generator`, which also creates the weights.
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = GeneratorConfig(**config)
+        self.config = config
+        cfg = config
+        h0 = cfg.initial_grid
+        self.input_projection = linear(h0 * h0 * cfg.embed_dim, name="input_projection")
+        self.input_position_embedding = PositionEmbedding(name="input_position_embedding")
+        # Unit-variance class vectors sit on the same scale as the noise chunks they are
+        # concatenated with in e_k, so neither half of the condition dominates W_g, W_b.
+        self.class_embedding = (
+            keras.layers.Embedding(
+                cfg.num_classes, cfg.class_embed_dim,
+                embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+                name="class_embedding")
+            if cfg.class_projection else None
+        )
+        self.stages = [
+            GeneratorStage(
+                upsample="bicubic" if k == 0 else "pixel_shuffle",
+                depth=cfg.depth[k], num_heads=cfg.num_heads[k], window_size=cfg.window_size[k],
+                mlp_ratio=cfg.mlp_ratio, epsilon=cfg.layer_norm_epsilon,
+                class_projection=cfg.class_projection, name=f"stage_{k + 1}")
+            for k in range(NUM_STAGES)
+        ]
+        # float32 so that images are float32 and tanh saturates cleanly under mixed precision.
+        self.to_rgb = linear(3, name="to_rgb", dtype="float32")
+
+    def build(self, input_shape=None):
+        # Every shape follows from the config; the input shapes are only checked by the call.
+        cfg = self.config
+        h0 = cfg.initial_grid
+        self.input_projection.build((None, cfg.latent_dim + cfg.num_classes))
+        tokens = (None, h0 * h0, cfg.embed_dim)
+        self.input_position_embedding.build(tokens)
+        condition = (None, cfg.noise_chunk + cfg.class_embed_dim)
+        if self.class_embedding is not None:
+            self.class_embedding.build((None,))
+        for stage in self.stages:
+            stage.build([tokens, condition] if cfg.class_projection else tokens)
+            tokens = stage.compute_output_shape(
+                [tokens, condition] if cfg.class_projection else tokens)
+        self.to_rgb.build(tokens)
+
+    def call(self, inputs, training=False):
+        cfg = self.config
+        z, labels = inputs
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))  # accept [N] or [N, 1]
+        one_hot = ops.one_hot(labels, cfg.num_classes, dtype=z.dtype)
+        h0 = cfg.initial_grid
+        x = self.input_projection(ops.concatenate([z, one_hot], axis=-1))  # [N, H0*H0*C]
+        x = ops.reshape(x, (-1, h0 * h0, cfg.embed_dim))  # [N, H0*H0, C], row-major grid
+        x = self.input_position_embedding(x)
+        if cfg.class_projection:
+            class_vector = self.class_embedding(labels)  # [N, class_embed_dim]
+            noise_chunks = ops.split(z, NUM_STAGES, axis=-1)  # skip-z: 4 x [N, latent_dim/4]
+            for stage, z_k in zip(self.stages, noise_chunks):
+                condition = ops.concatenate(
+                    [z_k, ops.cast(class_vector, z_k.dtype)], axis=-1)  # e_k
+                x = stage([x, condition])
+        else:
+            for stage in self.stages:
+                x = stage(x)
+        rgb = ops.tanh(self.to_rgb(x))  # [N, S*S, 3], float32
+        size = cfg.image_size
+        return ops.reshape(rgb, (-1, size, size, 3))  # [N, S, S, 3]
+
+    def compute_output_shape(self, input_shape):
+        size = self.config.image_size
+        return (input_shape[0][0], size, size, 3)
+
+    def get_config(self):
+        return {**super().get_config(), "config": dataclasses.asdict(self.config)}
+
+
+def build_generator(cfg: GeneratorConfig, name: str = "generator") -> Generator:
+    """The generator of ``cfg``, with its weights created (call it inside a strategy scope to
+    place them there)."""
+    model = Generator(cfg, name=name)
+    model.build([(None, cfg.latent_dim), (None,)])
+    return model
