@@ -29,14 +29,10 @@ import tensorflow as tf
 
 from hvitgan_tf.data.base import AUTOTUNE, DataSource, SplitIndex, split_rule_text
 from hvitgan_tf.data.forms import DataError
-from hvitgan_tf.data.image_files import (IMAGE_EXTENSIONS, check_image, common_square_size,
-                                         decode_rgb, map_in_threads)
+from hvitgan_tf.data.image_files import (IMAGE_EXTENSIONS, bad_files_text, check_image,
+                                         common_square_size, decode_rgb, map_in_threads)
 
 logger = logging.getLogger(__name__)
-
-#: How many bad files an error or warning names before "and N more".
-NAMED_BAD_FILES = 5
-
 
 def list_class_images(directory: str) -> List[Tuple[str, List[str]]]:
     """``[(class_name, sorted image paths)]`` for each class sub-folder, sorted by name."""
@@ -51,12 +47,6 @@ def list_class_images(directory: str) -> List[Tuple[str, List[str]]]:
                          if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
         classes.append((name, paths))
     return classes
-
-
-def bad_files_text(bad: List[Tuple[str, str]]) -> str:
-    named = "; ".join(f"{path}: {reason}" for path, reason in bad[:NAMED_BAD_FILES])
-    more = len(bad) - NAMED_BAD_FILES
-    return named + (f"; and {more} more" if more > 0 else "")
 
 
 class FolderSource(DataSource):

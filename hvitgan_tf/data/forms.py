@@ -14,15 +14,11 @@ from hvitgan_tf.errors import UserError
 
 #: form -> one-line description; the order is the order shown in help texts and errors.
 SOURCE_FORMS = {
-    "demo": "patches of scikit-image's immunohistochemistry image, classes dab_negative / "
-            "dab_positive (built in, no download; the default)",
-    "tfds:patch_camelyon": "PatchCamelyon from TensorFlow Datasets (an existing copy; see "
-                           "--data-dir)",
-    "pcam-h5:DIR": "the original PCam files camelyonpatch_level_2_split_{train,valid,test}_{x,y}.h5 "
-                   "in DIR (gunzipped), streamed",
-    "folder:DIR": "one sub-folder of PNG/JPEG/TIFF images per class in DIR",
-    "tfrecord:GLOB": "tf.train.Example shards (image/encoded, image/class/label) matching GLOB, "
-                     "e.g. as written by 'hvitgan-tf sample --format tfrecord'",
+    "demo": "built-in IHC patches from scikit-image: dab_negative / dab_positive (default)",
+    "tfds:patch_camelyon": "PatchCamelyon from an existing TensorFlow Datasets copy (--data-dir)",
+    "pcam-h5:DIR": "PCam's camelyonpatch_level_2_split_*_{x,y}.h5 files (gunzipped), streamed",
+    "folder:DIR": "one sub-folder of PNG/JPEG/TIFF images per class",
+    "tfrecord:GLOB": "tf.train.Example shards (image/encoded, image/class/label), as from 'sample'",
 }
 
 #: Every source serves these three splits, in this order.

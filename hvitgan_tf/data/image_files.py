@@ -12,7 +12,7 @@ import concurrent.futures
 import dataclasses
 import io
 import os
-from typing import Callable, Iterable, List, Optional, TypeVar
+from typing import Callable, Iterable, List, Optional, Tuple, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -101,6 +101,17 @@ def map_in_threads(function: Callable[[T], R], items: Iterable[T]) -> List[R]:
     workers = min(8, 2 * (os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(function, items, chunksize=32))
+
+
+#: How many bad files an error or warning names before "and N more".
+NAMED_BAD_FILES = 5
+
+
+def bad_files_text(bad: List[Tuple[str, str]]) -> str:
+    """``"path: reason; ...; and N more"`` for errors and warnings about unreadable inputs."""
+    named = "; ".join(f"{path}: {reason}" for path, reason in bad[:NAMED_BAD_FILES])
+    more = len(bad) - NAMED_BAD_FILES
+    return named + (f"; and {more} more" if more > 0 else "")
 
 
 def common_square_size(checks: Iterable[ImageCheck]) -> Optional[int]:

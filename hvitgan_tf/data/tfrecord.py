@@ -37,9 +37,9 @@ import numpy as np
 import tensorflow as tf
 
 from hvitgan_tf.data.base import AUTOTUNE, DataSource, SplitIndex, split_rule_text
-from hvitgan_tf.data.folder import bad_files_text
 from hvitgan_tf.data.forms import DataError
-from hvitgan_tf.data.image_files import check_image, common_square_size, map_in_threads
+from hvitgan_tf.data.image_files import (bad_files_text, check_image, common_square_size,
+                                         map_in_threads)
 
 logger = logging.getLogger(__name__)
 
@@ -122,16 +122,26 @@ def _parse(serialized):
 
 
 def _scan_shard(path: str):
-    """Every record of one shard as numpy arrays; raises ``tf.errors`` on a damaged shard."""
+    """``[(label, class text, ImageCheck)]`` for every record of one shard.
+
+    Images are checked one read batch at a time, so memory holds one batch of encoded images,
+    not the shard. Raises ``tf.errors`` when the shard itself is damaged.
+    """
     dataset = (tf.data.TFRecordDataset(path, compression_type=compression_of(path))
                .batch(_READ_BATCH).map(_parse))
-    encoded, labels, texts = [], [], []
-    for batch_encoded, batch_labels, batch_texts in dataset.as_numpy_iterator():
-        encoded.extend(batch_encoded)
-        labels.append(batch_labels)
-        texts.extend(batch_texts)
-    labels = np.concatenate(labels) if labels else np.zeros([0], np.int64)
-    return encoded, labels, texts
+    records = []
+    for encoded, labels, texts in dataset.as_numpy_iterator():
+        checks = map_in_threads(check_image, list(encoded))
+        records.extend(zip(labels.tolist(), texts.tolist(), checks))
+    return records
+
+
+def _shard_problem(error: tf.errors.OpError) -> str:
+    first_line = error.message.splitlines()[0] if error.message else type(error).__name__
+    if isinstance(error, tf.errors.DataLossError):
+        return f"truncated or not a TFRecord file ({first_line})"
+    return (f"records do not hold the expected features ({IMAGE_KEY} bytes, {LABEL_KEY} "
+            f"int64, optional {CLASS_TEXT_KEY} bytes): {first_line}")
 
 
 class TFRecordSource(DataSource):
@@ -151,18 +161,15 @@ class TFRecordSource(DataSource):
         texts: Dict[int, Tuple[str, str]] = {}  # label -> (name, where it was seen)
         for path in files:
             try:
-                encoded, shard_labels, shard_texts = _scan_shard(path)
+                records = _scan_shard(path)
             except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-                reason = f"truncated or not a TFRecord file ({error.message.splitlines()[0]})"
                 if not skip_bad:
-                    raise DataError(f"{path}: {reason} (use --skip-bad to leave the shard out)"
-                                    ) from None
-                bad.append((path, reason))
+                    raise DataError(f"{path}: {_shard_problem(error)} (use --skip-bad to leave "
+                                    "the shard out)") from None
+                bad.append((path, _shard_problem(error)))
                 continue
             kept_files.append(path)
-            shard_checks = map_in_threads(check_image, encoded)
-            for record, (label, text, check) in enumerate(
-                    zip(shard_labels, shard_texts, shard_checks)):
+            for record, (label, text, check) in enumerate(records):
                 where = f"{path}#{record}"
                 problem = _record_problem(label, check)
                 if problem is not None:

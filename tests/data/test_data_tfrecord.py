@@ -146,6 +146,17 @@ def test_record_without_label_and_inconsistent_names(tmp_path):
         open_source(f"tfrecord:{tmp_path}/a.tfrecord")
 
 
+def test_wrongly_typed_features_name_the_shard(tmp_path):
+    png = encode(np.zeros((8, 8, 3), np.uint8), "PNG")
+    float_label = tf.train.Example(features=tf.train.Features(feature={
+        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+        "image/class/label": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0]))}))
+    _write_shard(tmp_path / "a.tfrecord", [float_label.SerializeToString()])
+    with pytest.raises(DataError, match=r"a\.tfrecord: records do not hold the expected "
+                                        r"features \(image/encoded bytes, image/class/label int64"):
+        open_source(f"tfrecord:{tmp_path}/a.tfrecord")
+
+
 def test_one_class_only(tmp_path):
     png = encode(np.zeros((8, 8, 3), np.uint8), "PNG")
     _write_shard(tmp_path / "a.tfrecord", [_plain_example(png, 0)] * 3)
