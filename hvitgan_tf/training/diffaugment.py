@@ -30,7 +30,9 @@ the input dtype, so bfloat16 works):
   it rather than black (``-1``, never seen in H&E) or white (``+1``, the glass background of a
   slide, which would make an artefact look like real tissue-free area).
 - **geometry**: pixel ``i`` has its centre at coordinate ``i``; the image centre is
-  ``(size - 1) / 2``. Rotations by 90° follow ``np.rot90`` (counter-clockwise as displayed).
+  ``(size - 1) / 2``. ``rotation`` draws one of the 8 symmetries of the square (the bit
+  encoding is documented in ``_apply_rotation``); ``rotation_small`` angles are
+  counter-clockwise as displayed, like ``np.rot90``.
 
 Only core TensorFlow ops (gathers, ``where``, arithmetic, stateless random); no
 tensorflow-addons (cannot import under Keras 3) and no ``ImageProjectiveTransformV3``: its
@@ -90,25 +92,60 @@ def _stream_seed(seed, name):
     return tf.random.experimental.stateless_fold_in(seed, _STREAMS[name], alg="philox")
 
 
-def _uniform(seed, name, shape, low, high):
-    # Philox explicitly: "auto_select" may pick another generator on another device.
-    return tf.random.stateless_uniform(
-        shape, seed=_stream_seed(seed, name), minval=low, maxval=high, dtype=tf.float32,
-        alg="philox",
-    )
-
-
 def _randint(seed, name, shape, low, high_inclusive):
+    # Philox explicitly: "auto_select" may pick another generator on another device.
     return tf.random.stateless_uniform(
         shape, seed=_stream_seed(seed, name), minval=low, maxval=high_inclusive + 1,
         dtype=tf.int32, alg="philox",
     )
 
 
+def _uniform(seed, name, shape, low, high):
+    """float32 U[low, high) with 24-bit resolution, built from an integer draw.
+
+    Not ``stateless_uniform(dtype=float32)``: under XLA (``jit_compile=True``) its float path
+    gives entirely different numbers from the CPU/GPU kernels, while the integer path agrees,
+    so a seed's parameters stay the same with and without XLA (up to one rounding ulp where
+    XLA fuses the affine map; tested).
+    """
+    bits = _randint(seed, name, shape, 0, 2**24 - 1)
+    return low + (high - low) * (tf.cast(bits, tf.float32) * 2.0**-24)
+
+
 # --------------------------------------------------------------------------------------------
-# Sampling primitives shared by every geometric op: one integer gather, and bilinear
-# interpolation built from four of them. Gathers with batch_dims are differentiable to any
-# order (the gradient of a gather is a segment sum, whose gradient is a gather again).
+# Resampling primitives. Everything is a gather plus masks and weights: gathers with batch_dims
+# are differentiable to any order (the gradient of a gather is a segment sum, whose gradient is
+# a gather again), and linear interpolation built from them has the exact adjoint as gradient.
+# Axis-aligned ops (translation, scale, flips) gather whole rows or columns, which is several
+# times faster than gathering single pixels; only `rotation_small` needs the 2-D form.
+
+
+def _gather_axis(images, index, axis, fill_value):
+    """Per-sample reindexing of rows (axis=1) or columns (axis=2), fill where out of range.
+
+    images [N, H, W, C] float32; index int32 [N, L] with L = H (axis 1) or W (axis 2):
+    out[n, i] = images[n, index[n, i]] along that axis.
+    """
+    size = tf.shape(images)[axis]
+    valid = (index >= 0) & (index < size)  # [N, L]
+    values = tf.gather(images, tf.clip_by_value(index, 0, size - 1), axis=axis, batch_dims=1)
+    valid = valid[:, :, None, None] if axis == 1 else valid[:, None, :, None]
+    return tf.where(valid, values, tf.cast(fill_value, values.dtype))
+
+
+def _linear_resample_axis(images, coords, axis, fill_value):
+    """Linear interpolation along one axis at float source coordinates coords [N, L].
+
+    Outside the image the fill value takes part in the interpolation like a pixel would, so
+    content fades into the fill over one pixel instead of being cut. Integer coordinates give
+    the source pixels exactly (weights 1 and 0). Rows then columns is exactly bilinear.
+    """
+    lower = tf.floor(coords)
+    weight = coords - lower  # [N, L]
+    weight = weight[:, :, None, None] if axis == 1 else weight[:, None, :, None]
+    lower = tf.cast(lower, tf.int32)
+    return (_gather_axis(images, lower, axis, fill_value) * (1.0 - weight)
+            + _gather_axis(images, lower + 1, axis, fill_value) * weight)
 
 
 def _gather_pixels(images, src_y, src_x, fill_value):
@@ -127,11 +164,9 @@ def _gather_pixels(images, src_y, src_x, fill_value):
 
 
 def _bilinear_sample(images, src_y, src_x, fill_value):
-    """Bilinear interpolation at float source coordinates src_y, src_x [N, H, W].
+    """2-D bilinear interpolation at float source coordinates src_y, src_x [N, H, W].
 
-    Outside the image the fill value takes part in the interpolation like a pixel would, so
-    content fades into the fill over one pixel instead of being cut. Integer coordinates give
-    the source pixels exactly (weights 1 and 0).
+    Same fill convention as _linear_resample_axis; for maps that are not axis-aligned.
     """
     y0 = tf.floor(src_y)
     x0 = tf.floor(src_x)
@@ -148,20 +183,13 @@ def _bilinear_sample(images, src_y, src_x, fill_value):
     return top * (1.0 - wy) + bottom * wy
 
 
-def _pixel_grid(images):
-    """Row and column index grids, int32 [1, H, W] each."""
-    shape = tf.shape(images)
-    rows, cols = tf.meshgrid(tf.range(shape[1]), tf.range(shape[2]), indexing="ij")
-    return rows[None], cols[None]
+def _axis_range(images, axis):
+    """[1, L] int32 positions 0..L-1 along axis 1 (rows) or 2 (columns)."""
+    return tf.range(tf.shape(images)[axis])[None, :]
 
 
 def _centre(size):
     return (tf.cast(size, tf.float32) - 1.0) / 2.0
-
-
-def _per_sample(values):
-    """[N] -> [N, 1, 1] so a per-image value broadcasts over an [N, H, W] grid."""
-    return values[:, None, None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,11 +227,9 @@ def _sample_translation(seed, batch, height, width):
 
 
 def _apply_translation(x, params, fill_value):
-    rows, cols = _pixel_grid(x)
-    shift = tf.cast(params["translation"], tf.int32)
-    src_y = rows - _per_sample(shift[:, 0])  # [N, H, W]
-    src_x = cols - _per_sample(shift[:, 1])
-    return _gather_pixels(x, src_y, src_x, fill_value)
+    shift = tf.cast(params["translation"], tf.int32)  # [N, 2]
+    x = _gather_axis(x, _axis_range(x, 1) - shift[:, :1], 1, fill_value)  # row i <- i - dy
+    return _gather_axis(x, _axis_range(x, 2) - shift[:, 1:], 2, fill_value)  # col j <- j - dx
 
 
 def _cutout_size(size):
@@ -219,14 +245,15 @@ def _sample_cutout(seed, batch, height, width):
 
 
 def _apply_cutout(x, params, fill_value):
-    shape = tf.shape(x)
-    rows, cols = _pixel_grid(x)
-    centre = tf.cast(params["cutout_center"], tf.int32)
-    side_y = _cutout_size(shape[1])
-    side_x = _cutout_size(shape[2])
-    top = _per_sample(centre[:, 0] - side_y // 2)  # [N, 1, 1]
-    left = _per_sample(centre[:, 1] - side_x // 2)
-    inside = (rows >= top) & (rows < top + side_y) & (cols >= left) & (cols < left + side_x)
+    centre = tf.cast(params["cutout_center"], tf.int32)  # [N, 2]
+
+    def covered(axis):  # [N, L] bool: positions along `axis` inside the square's extent
+        side = _cutout_size(tf.shape(x)[axis])
+        start = centre[:, axis - 1:axis] - side // 2  # [N, 1]
+        positions = _axis_range(x, axis)
+        return (positions >= start) & (positions < start + side)
+
+    inside = covered(1)[:, :, None] & covered(2)[:, None, :]  # [N, H, W]
     return tf.where(inside[..., None], tf.cast(fill_value, x.dtype), x)
 
 
@@ -237,40 +264,43 @@ def _sample_scale(seed, batch, height, width):
 def _apply_scale(x, params, fill_value):
     # Output pixel p shows the input at c + (p - c) / s: s > 1 magnifies (content grows and
     # its outer part leaves the frame), s < 1 shrinks it and uncovers a fill border.
-    shape = tf.shape(x)
-    rows, cols = _pixel_grid(x)
-    cy, cx = _centre(shape[1]), _centre(shape[2])
-    inv = 1.0 / _per_sample(params["scale"])  # [N, 1, 1]
-    src_y = cy + (tf.cast(rows, tf.float32) - cy) * inv
-    src_x = cx + (tf.cast(cols, tf.float32) - cx) * inv
-    return _bilinear_sample(x, src_y, src_x, fill_value)
+    scale = params["scale"][:, None]  # [N, 1]
+    for axis in (1, 2):  # separable: bilinear = linear along rows, then along columns
+        centre = _centre(tf.shape(x)[axis])
+        coords = centre + (tf.cast(_axis_range(x, axis), tf.float32) - centre) / scale  # [N, L]
+        x = _linear_resample_axis(x, coords, axis, fill_value)
+    return x
 
 
 def _sample_rotation(seed, batch, height, width):
-    # [N] int32 in [0, 8): one of the 8 symmetries of the square (label-preserving for tissue).
+    # [N] int32 in [0, 8): one of the 8 symmetries of the square, uniformly. That is the same
+    # distribution as "a random multiple of 90° plus a random flip" (SPEC §5): both enumerate
+    # the dihedral group once. Label-preserving for tissue.
     return {"rotation": _randint(seed, "rotation", [batch], 0, 7)}
 
 
 def _apply_rotation(x, params, fill_value):
-    """Dihedral transform r = 4 * flip + k: ``np.rot90(np.fliplr(img) if flip else img, k)``.
+    """Dihedral transform from the bits of r = 4 * transpose + 2 * flip_rows + flip_cols.
 
-    One gather with per-sample source indices instead of Python branches, so every image in
-    the batch gets its own transform. For rot90 (counter-clockwise), out[i, j] = in[j, n - i];
-    composing k times gives the four index maps below (n = size - 1).
+    Applied in that order: optionally swap rows and columns, then optionally reverse the row
+    order (upside down), then the column order (mirror). The 8 bit patterns give the 8
+    distinct symmetries: r = 0 identity, 1 mirror, 2 upside down, 3 half turn,
+    4 transpose, 5 quarter turn clockwise, 6 quarter turn counter-clockwise, 7 anti-transpose.
+    Per sample, without Python branches: a `where` picks transposed images, and the flips are
+    per-sample row/column reindexing.
     """
     del fill_value  # a permutation of the pixels: nothing is uncovered
     height, width = x.shape[1], x.shape[2]
     if height is not None and width is not None and height != width:
         raise UserError(f"the 'rotation' augmentation needs square images, got {height}x{width}")
-    rows, cols = _pixel_grid(x)
-    n = tf.shape(x)[1] - 1
-    r = _per_sample(tf.cast(params["rotation"], tf.int32))  # [N, 1, 1]
-    k = r % 4
-    flip = r >= 4
-    src_y = tf.where(k == 0, rows, tf.where(k == 1, cols, tf.where(k == 2, n - rows, n - cols)))
-    src_x = tf.where(k == 0, cols, tf.where(k == 1, n - rows, tf.where(k == 2, n - cols, rows)))
-    src_x = tf.where(flip, n - src_x, src_x)  # the flip happens before the rotation
-    return _gather_pixels(x, src_y, src_x, 0.0)
+    r = tf.cast(params["rotation"], tf.int32)  # [N]
+    transpose = (r // 4) % 2 == 1
+    x = tf.where(transpose[:, None, None, None], tf.transpose(x, [0, 2, 1, 3]), x)
+    for axis, flip in ((1, (r // 2) % 2 == 1), (2, r % 2 == 1)):
+        positions = _axis_range(x, axis)  # [1, L]
+        last = tf.shape(x)[axis] - 1
+        x = _gather_axis(x, tf.where(flip[:, None], last - positions, positions), axis, 0.0)
+    return x
 
 
 def _sample_rotation_small(seed, batch, height, width):
@@ -279,14 +309,15 @@ def _sample_rotation_small(seed, batch, height, width):
 
 
 def _apply_rotation_small(x, params, fill_value):
-    # Radians, same sense as `rotation` (np.rot90): angle = pi/2 equals k = 1 up to rounding.
+    # Radians, counter-clockwise as displayed (np.rot90's sense): angle = pi/2 equals
+    # rotation r = 6 up to rounding.
     # The corners uncovered by the turn get the fill value.
     shape = tf.shape(x)
-    rows, cols = _pixel_grid(x)
+    rows, cols = tf.meshgrid(tf.range(shape[1]), tf.range(shape[2]), indexing="ij")
     cy, cx = _centre(shape[1]), _centre(shape[2])
-    dy = tf.cast(rows, tf.float32) - cy  # [1, H, W]
-    dx = tf.cast(cols, tf.float32) - cx
-    angle = _per_sample(params["angle"])  # [N, 1, 1]
+    dy = tf.cast(rows, tf.float32)[None] - cy  # [1, H, W]
+    dx = tf.cast(cols, tf.float32)[None] - cx
+    angle = params["angle"][:, None, None]  # [N, 1, 1]
     cos, sin = tf.cos(angle), tf.sin(angle)
     src_y = cy + cos * dy + sin * dx
     src_x = cx + cos * dx - sin * dy

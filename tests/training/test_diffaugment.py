@@ -29,8 +29,14 @@ def _images(n=4, size=16, seed=0):
 
 
 def _dihedral(img, r):
-    """NumPy reference for rotation parameter r = 4 * flip + k."""
-    return np.rot90(np.fliplr(img) if r >= 4 else img, r % 4)
+    """NumPy reference for rotation parameter r = 4 * transpose + 2 * flip_rows + flip_cols."""
+    if r & 4:
+        img = img.transpose(1, 0, 2)
+    if r & 2:
+        img = img[::-1]
+    if r & 1:
+        img = img[:, ::-1]
+    return img
 
 
 # -- policy -------------------------------------------------------------------------------------
@@ -165,6 +171,10 @@ def test_rotation_gives_the_documented_dihedral_transform():
     out = aug.apply(x, {"rotation": r}).numpy()
     for n in range(8):
         np.testing.assert_array_equal(out[n], _dihedral(x.numpy()[n], n))
+    # The documented names of the codes.
+    np.testing.assert_array_equal(out[3], np.rot90(x.numpy()[3], 2))
+    np.testing.assert_array_equal(out[5], np.rot90(x.numpy()[5], -1))
+    np.testing.assert_array_equal(out[6], np.rot90(x.numpy()[6], 1))
     # The 8 references are pairwise different, so "exactly one of the 8" is meaningful.
     variants = [_dihedral(x.numpy()[0], k) for k in range(8)]
     assert all(not np.array_equal(variants[a], variants[b])
@@ -233,6 +243,18 @@ def test_slicing_params_equals_slicing_the_output():
     for start, stop in [(0, 4), (4, 8), (3, 5)]:
         part = aug.apply(x[start:stop], DiffAugment.slice_params(params, start, stop)).numpy()
         np.testing.assert_array_equal(part, whole[start:stop])
+
+
+def test_params_are_identical_under_xla():
+    aug = DiffAugment("scale,translation")  # one float and one integer parameter path
+    eager = aug.sample_params(32, 16, SEED)
+    compiled = tf.function(lambda seed: aug.sample_params(32, 16, seed), jit_compile=True)(SEED)
+    for key in eager:
+        if eager[key].dtype.is_integer:
+            np.testing.assert_array_equal(compiled[key].numpy(), eager[key].numpy(), err_msg=key)
+        else:  # same integer draw; XLA may fuse low + width * u into one FMA (1 ulp)
+            np.testing.assert_allclose(compiled[key].numpy(), eager[key].numpy(), rtol=0,
+                                       atol=2e-7, err_msg=key)
 
 
 def test_missing_params_fail_clearly():
