@@ -1,9 +1,10 @@
 """A labelled grid of real patches, one row per class (``hvitgan-tf data preview``).
 
-Drawn with matplotlib's object API on an Agg canvas (no pyplot, so no global backend state), at
-each source's stored size: what the model will see before resizing. The PNG is written under a
-temporary name in the target directory and renamed into place, so a crash never leaves a
-half-written file under the requested name.
+The grid and the atomic PNG write are the package's shared ones (``hvitgan_tf.imaging``,
+``hvitgan_tf.fileio``), so a data preview looks like the trainer's sample grids and a crash never
+leaves a half-written file under the requested name. Patches are shown at their stored size
+(what the model sees before resizing); sources whose images vary in size are centre-cropped and
+scaled to a common display size first.
 """
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ import os
 from typing import List
 
 import numpy as np
+from PIL import Image
 
 from hvitgan_tf.data.base import DataSource
 from hvitgan_tf.data.forms import DataError
+from hvitgan_tf.imaging import labelled_grid, save_png
+
+#: Display side for sources without one native size (folder/tfrecord of mixed sizes).
+DISPLAY_SIZE = 96
 
 
 def collect_per_class(source: DataSource, split: str, per_class: int, seed: int
@@ -32,49 +38,38 @@ def collect_per_class(source: DataSource, split: str, per_class: int, seed: int
     return rows
 
 
+def _square(image: np.ndarray, side: int) -> np.ndarray:
+    """Centre-crop to a square and scale to ``side`` (display only; the pipeline does the same
+    crop before its own resize)."""
+    height, width = image.shape[:2]
+    if height == width == side:
+        return image
+    crop = min(height, width)
+    top, left = (height - crop) // 2, (width - crop) // 2
+    square = Image.fromarray(image[top:top + crop, left:left + crop])
+    return np.asarray(square.resize((side, side), Image.BILINEAR))
+
+
 def write_preview(source: DataSource, out_path: str, *, split: str = "train",
                   per_class: int = 8, seed: int = 0) -> dict:
     """Write the grid to ``out_path`` (PNG) and say what it shows."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if not str(out_path).lower().endswith(".png"):
         raise DataError(f"the preview is a PNG; give --out a name ending in .png, got {out_path}")
     if per_class < 1:
         raise DataError(f"--per-class must be at least 1, got {per_class}")
     rows = collect_per_class(source, split, per_class, seed)
     counts = source.class_counts(split)
-
-    cell = 1.1  # inches per patch
-    figure = Figure(figsize=(1.9 + cell * per_class, 0.5 + cell * len(rows)), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(len(rows), per_class, squeeze=False)
-    for label, (row, row_axes) in enumerate(zip(rows, axes)):
-        for column, ax in enumerate(row_axes):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if column < len(row):
-                ax.imshow(row[column], interpolation="nearest")
-            else:
-                for spine in ax.spines.values():
-                    spine.set_visible(False)
-        row_axes[0].set_ylabel(f"{source.class_names[label]}\n({counts[label]} in {split})",
-                               rotation=0, ha="right", va="center", fontsize=10)
-    size = source.native_image_size
-    figure.suptitle(f"{source.spec}: {split} split, up to {per_class} per class"
-                    + (f", {size} px patches" if size else ""), fontsize=11)
-    figure.subplots_adjust(left=1.7 / figure.get_figwidth(), right=0.99, bottom=0.02,
-                           top=1 - 0.45 / figure.get_figheight(), wspace=0.05, hspace=0.08)
-
+    side = source.native_image_size or DISPLAY_SIZE
+    grid_rows = [
+        (f"{name} ({count} in {split})",
+         np.stack([_square(image, side) for image in row]) if row
+         else np.zeros([0, side, side, 3], np.uint8))
+        for name, count, row in zip(source.class_names, counts, rows)
+    ]
+    title = (f"{source.spec}: {split} split, up to {per_class} per class, "
+             + (f"{source.native_image_size} px patches" if source.native_image_size
+                else f"shown at {side} px"))
     out_path = os.path.abspath(os.path.expanduser(str(out_path)))
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    temporary = os.path.join(os.path.dirname(out_path),
-                             f".{os.path.basename(out_path)}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(temporary, format="png")
-        os.replace(temporary, out_path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    save_png(out_path, labelled_grid(grid_rows, title=title))
     return {"path": out_path, "split": split,
             "shown": {name: len(row) for name, row in zip(source.class_names, rows)}}
