@@ -1,0 +1,124 @@
+"""Export a benchmark classifier as a SavedModel with ``classify`` and ``features`` signatures.
+
+Signatures (SPEC §7's ``classify``, plus ``features`` for the ``classifier:`` FID extractor),
+batch dimension ``None``:
+
+- ``classify`` (also ``serving_default``): ``images`` uint8 ``[N, H, W, 3]`` ->
+  ``probabilities`` float32 ``[N, C]``, ``label`` int32 ``[N]``.
+- ``features``: ``images`` uint8 ``[N, H, W, 3]`` -> ``features`` float32 ``[N, F]``.
+
+Inside, images are mapped to ``[-1, 1]`` with ``x / 127.5 - 1`` (the inverse of
+``hvitgan_tf.imaging.to_uint8``), the format the classifiers are trained on. Class names and a
+small description travel in ``assets.extra/`` (the folder TF Serving leaves to the user):
+``class_names.json`` and ``classifier.json``. The folder appears atomically: a crash leaves no
+half-written SavedModel.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Sequence, Union
+
+from hvitgan_tf.errors import UserError
+from hvitgan_tf.fileio import atomic_directory
+
+EXTRA_DIR = "assets.extra"
+CLASS_NAMES_FILE = "class_names.json"
+METADATA_FILE = "classifier.json"
+
+
+def export_classifier(model, path: Union[str, os.PathLike], image_size: Union[int, Sequence[int]],
+                      class_names: Sequence[str], *, feature_model=None,
+                      overwrite: bool = False) -> str:
+    """Write ``model`` (``[-1, 1]`` images -> probabilities) as a SavedModel at ``path``.
+
+    Args:
+        model: a Keras classifier; its probabilities output must have ``len(class_names)``
+            columns.
+        image_size: side (or ``(height, width)``) of the uint8 images the signatures accept. If
+            the model's input has a different static size, images are resized (bilinear) to it
+            inside the graph.
+        class_names: one name per output, written to ``assets.extra/class_names.json``.
+        feature_model: the penultimate-feature model; defaults to
+            ``classifiers.classifier_feature_model(model)`` (the layer named ``features``).
+        overwrite: replace an existing ``path`` (otherwise that is an error).
+    Returns the path written.
+    """
+    import keras
+    import tensorflow as tf
+
+    from hvitgan_tf.evaluation.classifiers import classifier_feature_model
+
+    path = os.fspath(path).rstrip("/")
+    height, width = ((int(image_size),) * 2 if isinstance(image_size, int)
+                     else tuple(int(s) for s in image_size))
+    class_names = [str(name) for name in class_names]
+    num_outputs = model.output_shape[-1]
+    if num_outputs != len(class_names):
+        raise UserError(f"the model has {num_outputs} outputs but {len(class_names)} class "
+                        f"names were given: {class_names}")
+    if feature_model is None:
+        feature_model = classifier_feature_model(model)
+    if os.path.exists(path) and not overwrite:
+        raise UserError(f"{path} already exists; choose a new path or pass overwrite=True")
+
+    model_size = tuple(model.input_shape[1:3])
+
+    def model_input(images):
+        x = tf.cast(images, tf.float32) / 127.5 - 1.0
+        if None not in model_size and model_size != (height, width):
+            x = tf.image.resize(x, model_size, method="bilinear")
+        return x
+
+    def classify(images):
+        probabilities = tf.cast(model(model_input(images), training=False), tf.float32)
+        return {"probabilities": probabilities,
+                "label": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+
+    def features(images):
+        return {"features": tf.cast(feature_model(model_input(images), training=False),
+                                    tf.float32)}
+
+    image_spec = tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    # The first endpoint is also published as serving_default.
+    archive.add_endpoint("classify", classify, input_signature=[image_spec])
+    archive.add_endpoint("features", features, input_signature=[image_spec])
+
+    metadata = {
+        "model": model.name,
+        "image_size": [height, width],
+        "input": "uint8 RGB [N, H, W, 3]; mapped to [-1, 1] as x / 127.5 - 1",
+        "num_classes": len(class_names),
+        "class_names": class_names,
+        "feature_dim": int(feature_model.output_shape[-1]),
+        "signatures": ["classify", "features"],
+    }
+    retired = None
+    with atomic_directory(path) as tmp:
+        archive.write_out(tmp, verbose=False)
+        extra = os.path.join(tmp, EXTRA_DIR)
+        os.makedirs(extra, exist_ok=True)
+        with open(os.path.join(extra, CLASS_NAMES_FILE), "w", encoding="utf-8") as handle:
+            json.dump(class_names, handle)
+        with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as handle:
+            json.dump(metadata, handle, indent=2)
+        if os.path.exists(path):  # overwrite: move the old export aside just before the swap
+            retired = f"{tmp}.old"
+            os.rename(path, retired)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+    return path
+
+
+def read_classifier_metadata(path: Union[str, os.PathLike]) -> dict:
+    """The ``classifier.json`` written by ``export_classifier`` (class names, image size...)."""
+    file = os.path.join(os.fspath(path), EXTRA_DIR, METADATA_FILE)
+    try:
+        with open(file, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"{path} has no {EXTRA_DIR}/{METADATA_FILE}; was it written by "
+                        "export_classifier?") from None
