@@ -33,6 +33,7 @@ _LAZY = {
     "window_partition": "transformer",
     "window_reverse": "transformer",
     "ConditionalLayerNorm": "normalization",
+    "LayerNorm": "normalization",
     "PositionEmbedding": "embeddings",
     "MultiScalePatchEmbedding": "embeddings",
     "ClassAndSourceTokens": "embeddings",

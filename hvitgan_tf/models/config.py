@@ -246,6 +246,8 @@ class ModelConfig:
                   if k in generator_and_shared}
         d_changes = {k[2:]: generator_and_shared.pop(k) for k in list(generator_and_shared)
                      if k.startswith("d_")}
+        if "embed_dim" in d_changes and "scale_widths" not in d_changes:
+            d_changes["scale_widths"] = None  # re-derive D/2, D/4, D/4 for the new width
         return ModelConfig(
             preset=self.preset,
             generator=dataclasses.replace(self.generator, **shared, **generator_and_shared),

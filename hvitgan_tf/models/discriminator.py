@@ -21,7 +21,8 @@ from keras import ops
 
 from hvitgan_tf.models.config import NUM_STAGES, DiscriminatorConfig
 from hvitgan_tf.models.embeddings import ClassAndSourceTokens, MultiScalePatchEmbedding
-from hvitgan_tf.models.linear import layer_norm, linear
+from hvitgan_tf.models.linear import linear
+from hvitgan_tf.models.normalization import LayerNorm
 from hvitgan_tf.models.resampling import TokenAveragePool
 from hvitgan_tf.models.transformer import TransformerEncoder
 
@@ -99,11 +100,13 @@ class Discriminator(keras.Model):
             for k in range(NUM_STAGES)
         ]
         self.class_and_source_tokens = ClassAndSourceTokens(name="class_and_source_tokens")
-        # float32 from here on: the features and both scores are float32 under mixed precision,
-        # and the critic score feeds the gradient penalty (NOTES-KERAS3 "Mixed precision").
-        self.final_norm = layer_norm(cfg.layer_norm_epsilon, name="final_norm", dtype="float32")
-        self.class_head = linear(cfg.num_classes, name="class_head", dtype="float32")
-        self.source_head = linear(1, name="source_head", dtype="float32")
+        # Full precision (the policy's variable dtype: float32 under mixed_bfloat16) from here on:
+        # the features and both scores are float32, and the critic score feeds the gradient
+        # penalty (NOTES-KERAS3 "Mixed precision"). Only 2 + (S/8p)^2 tokens: cheap.
+        full = self.variable_dtype
+        self.final_norm = LayerNorm(cfg.layer_norm_epsilon, name="final_norm", dtype=full)
+        self.class_head = linear(cfg.num_classes, name="class_head", dtype=full)
+        self.source_head = linear(1, name="source_head", dtype=full)
 
     def build(self, input_shape=None):
         cfg = self.config

@@ -21,8 +21,8 @@ from keras import ops
 
 from hvitgan_tf.models.config import NUM_STAGES, GeneratorConfig
 from hvitgan_tf.models.embeddings import PositionEmbedding
-from hvitgan_tf.models.linear import layer_norm, linear
-from hvitgan_tf.models.normalization import ConditionalLayerNorm
+from hvitgan_tf.models.linear import linear
+from hvitgan_tf.models.normalization import ConditionalLayerNorm, LayerNorm
 from hvitgan_tf.models.resampling import BicubicUpsample, PixelShuffleUpsample
 from hvitgan_tf.models.transformer import TransformerEncoder
 
@@ -51,7 +51,7 @@ class GeneratorStage(keras.layers.Layer):
         self.epsilon = float(epsilon)
         self.class_projection = bool(class_projection)
         self.norm = (ConditionalLayerNorm(self.epsilon, name="class_projection")
-                     if self.class_projection else layer_norm(self.epsilon, name="norm"))
+                     if self.class_projection else LayerNorm(self.epsilon, name="norm"))
         self.upsample = UPSAMPLERS[upsample](name="upsample")
         self.position_embedding = PositionEmbedding(name="position_embedding")
         self.encoders = [
@@ -131,8 +131,9 @@ class Generator(keras.Model):
                 class_projection=cfg.class_projection, name=f"stage_{k + 1}")
             for k in range(NUM_STAGES)
         ]
-        # float32 so that images are float32 and tanh saturates cleanly under mixed precision.
-        self.to_rgb = linear(3, name="to_rgb", dtype="float32")
+        # Full precision (float32 under mixed_bfloat16): images come out float32 and the tanh
+        # is not computed on bfloat16's coarse grid.
+        self.to_rgb = linear(3, name="to_rgb", dtype=self.variable_dtype)
 
     def build(self, input_shape=None):
         # Every shape follows from the config; the input shapes are only checked by the call.

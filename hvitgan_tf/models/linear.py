@@ -1,8 +1,7 @@
-"""The Dense and LayerNorm every HViTGAN layer is made of, initialised the ViT / TransGAN way.
+"""The Dense every HViTGAN layer is made of, initialised the ViT / TransGAN way.
 
 Kernels start from a truncated normal with standard deviation 0.02 and biases at zero (Keras's
-default Glorot init is tuned for convolution stacks, not for deep pre-norm transformers). Layer
-norms use epsilon 1e-6 as transformers do; Keras's default is 1e-3 (NOTES-KERAS3 "Layers").
+default Glorot init is tuned for convolution stacks, not for deep pre-norm transformers).
 """
 import keras
 
@@ -22,7 +21,3 @@ def linear(units, name, **kwargs):
         **kwargs,
     )
 
-
-def layer_norm(epsilon, name, **kwargs):
-    """Plain LayerNorm over the channel axis of each token."""
-    return keras.layers.LayerNormalization(epsilon=epsilon, name=name, **kwargs)

@@ -22,8 +22,10 @@ class BicubicUpsample(keras.layers.Layer):
         n, width = tokens.shape[1], tokens.shape[2]
         g = square_grid_side(n, self.name)
         grid = ops.reshape(tokens, (-1, g, g, width))  # [B, g, g, C]
-        grid = ops.image.resize(grid, (2 * g, 2 * g), interpolation="bicubic")  # [B, 2g, 2g, C]
-        # ResizeBicubic always answers in float32; return the layer's compute dtype.
+        # Full precision in: TF's ResizeBicubic gradient silently returns None for a bfloat16
+        # input (mixed precision would cut the generator in two). Its output is float32 anyway.
+        grid = ops.image.resize(ops.cast(grid, self.variable_dtype), (2 * g, 2 * g),
+                                interpolation="bicubic")  # [B, 2g, 2g, C]
         return ops.cast(ops.reshape(grid, (-1, 4 * n, width)), self.compute_dtype)  # [B, 4n, C]
 
     def compute_output_shape(self, input_shape):
