@@ -249,7 +249,8 @@ def _apply_translation(x, params, fill_value):
 
 
 def _cutout_size(size):
-    return (size + 1) // 2  # round(size * CUTOUT_RATIO) for CUTOUT_RATIO = 1/2
+    """Side of the cutout square along an axis of `size` pixels (int or int32 tensor)."""
+    return tf.cast(tf.cast(size, tf.float32) * CUTOUT_RATIO + 0.5, tf.int32)  # 16 -> 8, 96 -> 48
 
 
 def _sample_cutout(seed, batch, height, width):
