@@ -1,0 +1,150 @@
+"""``hvitgan-tf train``: parse and validate options, then call ``hvitgan_tf.training.runner``."""
+import os
+
+import click
+
+from hvitgan_tf.cli.options import data_options, open_data_source
+from hvitgan_tf.errors import UserError
+from hvitgan_tf.training.config import DEFAULT_DIFFAUG, LOSS_WEIGHTING_MODES, STRATEGIES
+
+# CLI option -> TrainConfig field, for options whose saved value is reused by --resume.
+TRAIN_OPTIONS = {
+    "epochs": "epochs", "steps": "total_steps", "steps_per_epoch": "steps_per_epoch",
+    "batch_size": "batch_size", "lr_g": "lr_g", "lr_d": "lr_d", "n_critic": "n_critic",
+    "diffaug": "diffaug", "loss_weighting": "loss_weighting",
+    "weight_adversarial": "weight_adversarial", "mixed_precision": "mixed_precision",
+    "jit": "jit", "seed": "seed", "strategy": "strategy",
+    "checkpoint_every": "checkpoint_every",
+}
+DATA_OPTIONS = ("data", "data_dir", "fraction", "limit", "skip_bad")
+
+
+@click.command(context_settings={"show_default": True})
+@data_options
+@click.option("--preset", default="small", metavar="NAME",
+              help="Model size: small (CPU demo, 32 px), pcam96 (the paper's, 96 px), tiny "
+                   "(tests). 'hvitgan-tf model summary --preset NAME' describes one.")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False), default="runs/demo",
+              help="Run folder: checkpoints, samples, logs, metrics.csv, run.json.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its last checkpoint. Options you do not "
+                   "give are taken from the saved run; a different model is refused.")
+@click.option("--epochs", type=click.IntRange(min=1), default=40,
+              help="Passes over the training split.")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Stop after this many iterations in total (overrides --epochs).")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
+              help="Iterations per epoch (default: one pass over the training split).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16,
+              help="Images per critic step, summed over all devices (the paper used 12).")
+@click.option("--lr-g", type=click.FloatRange(min=0, min_open=True), default=1e-4,
+              help="Generator learning rate (Adam, betas 0 / 0.99).")
+@click.option("--lr-d", type=click.FloatRange(min=0, min_open=True), default=1e-4,
+              help="Discriminator learning rate.")
+@click.option("--n-critic", type=click.IntRange(min=1), default=4,
+              help="Critic updates per generator update.")
+@click.option("--diffaug", default=DEFAULT_DIFFAUG, metavar="POLICY",
+              help="DiffAugment policy applied to everything the critic sees ('none' to "
+                   "disable).")
+@click.option("--loss-weighting", type=click.Choice(LOSS_WEIGHTING_MODES), default="temperature",
+              help="How the three auxiliary cross-entropies are combined (SPEC §4).")
+@click.option("--weight-adversarial", is_flag=True,
+              help="Ablation: also give the WGAN terms a learned weight (reported as worse).")
+@click.option("--no-class-projection", is_flag=True,
+              help="Ablation: plain LayerNorm instead of conditional LN; the label enters only "
+                   "at the input projection.")
+@click.option("--mixed-precision", is_flag=True, help="Train in mixed_bfloat16.")
+@click.option("--jit", is_flag=True, help="Compile the training step with XLA.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="auto",
+              help="auto: several hosts from TF_CONFIG, a TPU, several GPUs, or one device.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=100,
+              help="Iterations between checkpoints inside an epoch (0: only at epoch ends).")
+@click.option("--export/--no-export", default=True,
+              help="Export a TF Serving SavedModel at the end.")
+@click.option("--export-dir", type=click.Path(file_okay=False), default="saved_models",
+              help="Base folder of exported models: EXPORT_DIR/NAME/VERSION/.")
+@click.option("--name", default="hvitgan", help="Model name under --export-dir.")
+@click.pass_context
+def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir, name,
+          **options):
+    """Train the conditional transformer GAN (WGAN-GP critic + weighted auxiliary class
+    losses) and export it.
+
+    With no options it trains the small preset on the built-in demo patches for a few
+    minutes on a CPU. Interrupt it at any time and continue with --resume.
+
+    \b
+    Examples:
+      hvitgan-tf train --out runs/demo
+      hvitgan-tf train --data pcam-h5:/data/pcam --preset pcam96 --limit 32768 \\
+          --batch-size 12 --epochs 500 --out runs/pcam
+      hvitgan-tf train --out runs/pcam --resume
+    """
+    from hvitgan_tf.models.config import preset as model_preset
+    from hvitgan_tf.training.config import TrainConfig
+
+    explicit = {name for name in ctx.params
+                if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+    saved_model = None
+    if resume:
+        saved_model, saved_train, saved_data = _saved_run(run_dir)
+        for option, field in TRAIN_OPTIONS.items():
+            if option not in explicit:
+                options[option] = getattr(saved_train, field)
+        for option in DATA_OPTIONS:
+            if option not in explicit and option in saved_data:
+                options[option] = saved_data[option]
+        if "preset" not in explicit:
+            preset = saved_model.preset
+
+    train_config = TrainConfig(**{field: options[option]
+                                  for option, field in TRAIN_OPTIONS.items()})
+    data_info = {option: options[option] for option in DATA_OPTIONS}
+    data_info.update(spec=options["data"], seed=options["seed"])
+
+    source = open_data_source(data=options["data"], data_dir=options["data_dir"],
+                              fraction=options["fraction"], limit=options["limit"],
+                              seed=options["seed"], skip_bad=options["skip_bad"])
+    model_config = model_preset(preset, num_classes=source.num_classes)
+    if no_class_projection:
+        model_config = model_config.replace(class_projection=False)
+    elif resume and "no_class_projection" not in explicit and saved_model is not None:
+        model_config = model_config.replace(
+            class_projection=saved_model.generator.class_projection)
+
+    from hvitgan_tf.training.runner import train as run_training
+
+    exporter = None
+    if export:
+        def exporter(folder):
+            from hvitgan_tf.export import export_run
+            return export_run(folder, export_dir=export_dir, name=name)
+
+    click.echo(_headline(source, model_config, train_config, run_dir, resume))
+    info = run_training(run_dir, source, model_config, train_config, resume=resume,
+                        data_info=data_info, export=exporter)
+    click.echo(f"trained {info.iterations} iterations ({info.epochs_done} epochs) in "
+               f"{info.seconds:.0f} s, {info.images_per_second:.1f} images/s through D and G")
+    click.echo(f"checkpoint:   {info.checkpoint}")
+    click.echo(f"samples:      {os.path.join(run_dir, 'samples')}/")
+    click.echo(f"metrics:      {os.path.join(run_dir, 'metrics.csv')}  "
+               f"(tensorboard --logdir {os.path.join(run_dir, 'logs')})")
+    if info.export_dir:
+        click.echo(f"exported:     {info.export_dir}")
+        click.echo(f"next:         hvitgan-tf sample --model {os.path.dirname(info.export_dir)}"
+                   f" --threshold 0.8 --per-class 100 --out synthetic")
+
+
+def _saved_run(run_dir):
+    from hvitgan_tf.training.runner import load_run
+
+    if not os.path.isdir(run_dir):
+        raise UserError(f"--resume: {run_dir} does not exist")
+    return load_run(run_dir)
+
+
+def _headline(source, model_config, train_config, run_dir, resume):
+    verb = "resuming" if resume else "training"
+    return (f"{verb} {model_config.preset} ({model_config.image_size} px, "
+            f"{model_config.num_classes} classes: {', '.join(source.class_names)}) on "
+            f"{source.spec} ({source.num_examples('train')} training patches) -> {run_dir}")

@@ -1,0 +1,92 @@
+"""Checkpoints of the full training state, crash-safe.
+
+Layout under ``RUN_DIR/checkpoints/``::
+
+    iter-00000120.weights.h5   # HViTGAN.save_weights: G, D, EMA G, both optimisers, s_i
+    last.json                  # {"weights": "iter-00000120.weights.h5", "iteration": 120, ...}
+    best.json                  # the checkpoint with the lowest validation FID (if computed)
+
+Each weights file is written under a temporary name and renamed; ``last.json`` is replaced only
+after its weights file exists. A ``kill -9`` at any instant therefore leaves a ``last.json``
+that points at a complete file. Old iterations are pruned, but never the one ``best.json`` names.
+"""
+import glob
+import os
+import re
+import time
+
+from hvitgan_tf.errors import UserError
+from hvitgan_tf.fileio import atomic_path, read_json, write_json
+
+FOLDER = "checkpoints"
+KEEP = 2  # recent checkpoints kept besides the best one
+_PATTERN = re.compile(r"iter-(\d+)\.weights\.h5$")
+
+
+def folder(run_dir):
+    return os.path.join(run_dir, FOLDER)
+
+
+def weights_name(iteration):
+    return f"iter-{iteration:08d}.weights.h5"
+
+
+def save(model, run_dir, iteration, epoch, extra=None):
+    """Write the training state at ``iteration`` and point ``last.json`` at it."""
+    target = os.path.join(folder(run_dir), weights_name(iteration))
+    with atomic_path(target, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
+    record = {"weights": os.path.basename(target), "iteration": int(iteration),
+              "epoch": int(epoch), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record.update(extra or {})
+    write_json(os.path.join(folder(run_dir), "last.json"), record)
+    prune(run_dir)
+    return record
+
+
+def mark_best(run_dir, record):
+    """Remember ``record`` (a ``last.json``-style dict with a score) as the best checkpoint."""
+    write_json(os.path.join(folder(run_dir), "best.json"), record)
+
+
+def read_record(run_dir, which="last"):
+    """The ``last``/``best`` record, or ``None`` if there is none."""
+    path = os.path.join(folder(run_dir), f"{which}.json")
+    if not os.path.exists(path):
+        return None
+    record = read_json(path)
+    weights = os.path.join(folder(run_dir), record["weights"])
+    if not os.path.exists(weights):
+        raise UserError(f"{path} names {record['weights']}, which is missing from {folder(run_dir)}")
+    record["path"] = weights
+    return record
+
+
+def resolve(run_dir, checkpoint="last"):
+    """``last`` | ``best`` | a path to a ``.weights.h5`` file -> absolute weights path."""
+    if checkpoint in ("last", "best"):
+        record = read_record(run_dir, checkpoint)
+        if record is None and checkpoint == "best":
+            # No FID was ever computed: "best" falls back to the newest state.
+            record = read_record(run_dir, "last")
+        if record is None:
+            raise UserError(f"{run_dir} has no checkpoint yet ({folder(run_dir)}/last.json)")
+        return record["path"]
+    if not os.path.isfile(checkpoint):
+        raise UserError(f"checkpoint {checkpoint!r} is not 'last', 'best' or an existing file")
+    return checkpoint
+
+
+def prune(run_dir):
+    keep = set()
+    for which in ("last", "best"):
+        path = os.path.join(folder(run_dir), f"{which}.json")
+        if os.path.exists(path):
+            keep.add(read_json(path)["weights"])
+    files = sorted(glob.glob(os.path.join(folder(run_dir), "iter-*.weights.h5")),
+                   key=lambda p: int(_PATTERN.search(p).group(1)))
+    recent = {os.path.basename(p) for p in files[-KEEP:]}
+    for path in files:
+        name = os.path.basename(path)
+        if name not in keep and name not in recent:
+            os.remove(path)

@@ -1,0 +1,89 @@
+"""Training hyper-parameters (SPEC §4, §5): one frozen dataclass, saved next to every checkpoint.
+
+Defaults are SPEC's *assumed* TransGAN settings (Adam 1e-4, β = (0, 0.99), n_critic 4, clip 5,
+EMA 0.999), except ``batch_size``: the paper used 12; 16 is the CPU demo default and the CLI
+exposes it. No TensorFlow import here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+from hvitgan_tf.errors import UserError
+
+LOSS_WEIGHTING_MODES = ("temperature", "kendall", "none")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+DEFAULT_DIFFAUG = "color,translation,cutout,scale,rotation"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 16  # images per critic step, summed over all replicas
+    epochs: int = 30
+    total_steps: Optional[int] = None  # stop after this many iterations (overrides epochs)
+    steps_per_epoch: Optional[int] = None  # default: one pass over the training split
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    beta_1: float = 0.0
+    beta_2: float = 0.99
+    n_critic: int = 4  # critic updates per generator update
+    gp_weight: float = 10.0  # λ_gp
+    drift_weight: float = 1e-3  # ε_drift (0 disables)
+    clip_norm: float = 5.0  # global-norm gradient clipping on both networks (0 disables)
+    ema_decay: float = 0.999  # assumed
+    loss_weighting: str = "temperature"
+    weight_adversarial: bool = False  # ablation: also give the WGAN terms a learned weight
+    diffaug: str = DEFAULT_DIFFAUG
+    seed: int = 0
+    mixed_precision: bool = False  # mixed_bfloat16
+    jit: bool = False  # XLA; ignored (with a warning) under a multi-device strategy
+    strategy: str = "auto"
+    checkpoint_every: int = 100  # iterations between mid-epoch checkpoints (0: epoch ends only)
+    samples_per_class: int = 8  # columns of the per-class sample grid
+
+    def __post_init__(self):
+        positive = ("batch_size", "epochs", "n_critic", "samples_per_class")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("total_steps", "steps_per_epoch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be >= 1, got {value}")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("gp_weight", "drift_weight", "clip_norm", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (0.0 <= self.beta_1 < 1.0 and 0.0 <= self.beta_2 < 1.0):
+            raise UserError(f"Adam betas must be in [0, 1), got ({self.beta_1}, {self.beta_2})")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.loss_weighting not in LOSS_WEIGHTING_MODES:
+            raise UserError(
+                f"loss_weighting must be one of {', '.join(LOSS_WEIGHTING_MODES)}, "
+                f"got {self.loss_weighting!r}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise UserError(
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# Fields that define which numbers the data stream and random draws produce: changing them on
+# --resume would silently turn the run into a different experiment.
+STREAM_FIELDS = ("batch_size", "n_critic", "seed", "diffaug", "loss_weighting",
+                 "weight_adversarial", "steps_per_epoch")

@@ -1,0 +1,295 @@
+"""Running a training job in a run folder: configuration, resume, callbacks, fit or custom loop.
+
+A run folder holds everything needed to reproduce or continue the run::
+
+    RUN_DIR/run.json          model config, training config, data selection, class names
+    RUN_DIR/checkpoints/      full training state (see checkpoints.py)
+    RUN_DIR/samples/          per-class EMA sample grid after every epoch
+    RUN_DIR/logs/             TensorBoard scalars and images
+    RUN_DIR/metrics.csv       every loss term, per epoch
+
+Single device, ``MirroredStrategy`` and ``TPUStrategy`` train with ``Model.fit``;
+``MultiWorkerMirroredStrategy`` uses a small custom loop around the *same* ``train_step``
+because Keras 3's ``fit`` fails under it (NOTES-KERAS3 §6, keras#20585).
+"""
+import dataclasses
+import math
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from hvitgan_tf import __version__
+from hvitgan_tf.errors import UserError
+from hvitgan_tf.fileio import read_json, write_json
+from hvitgan_tf.models.config import ModelConfig
+from hvitgan_tf.training import callbacks as cb
+from hvitgan_tf.training import checkpoints
+from hvitgan_tf.training.config import STREAM_FIELDS, TrainConfig
+from hvitgan_tf.training.data_stream import make_training_stream, steps_per_epoch
+from hvitgan_tf.training.gan import HViTGAN
+from hvitgan_tf.training.strategy import is_chief, select_strategy
+
+RUN_FILE = "run.json"
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN/Inf; the last good checkpoint is kept."""
+
+    exit_code = 3
+
+
+@dataclasses.dataclass
+class RunInfo:
+    """What a finished (or stopped) ``train`` call leaves behind."""
+
+    run_dir: str
+    iterations: int
+    epochs_done: int
+    checkpoint: str
+    seconds: float
+    images_per_second: float
+    export_dir: str = None
+
+
+def run_file(run_dir):
+    return os.path.join(run_dir, RUN_FILE)
+
+
+def load_run(run_dir):
+    """``(ModelConfig, TrainConfig, data_info)`` saved in a run folder."""
+    path = run_file(run_dir)
+    if not os.path.exists(path):
+        raise UserError(f"{run_dir} is not an hvitgan-tf run folder (no {RUN_FILE})")
+    record = read_json(path)
+    return (ModelConfig.from_dict(record["model"]), TrainConfig.from_dict(record["train"]),
+            record["data"])
+
+
+def _differences(old, new, fields=None):
+    old, new = _flatten(old), _flatten(new)
+    keys = sorted(set(old) | set(new))
+    if fields is not None:
+        keys = [k for k in keys if k in fields]
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _flatten(data, prefix=""):
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def check_resume(run_dir, model_config, train_config, data_info):
+    """Refuse to resume with another model or data stream; returns the saved configs."""
+    saved_model, saved_train, saved_data = load_run(run_dir)
+    changed = _differences(saved_model.to_dict(), model_config.to_dict())
+    if changed:
+        raise UserError(
+            f"--resume refused: the model config differs from the one saved in "
+            f"{run_file(run_dir)} ({'; '.join(changed)}). Resume with the same model, or "
+            f"train into a new --out folder."
+        )
+    changed = _differences(saved_train.to_dict(), train_config.to_dict(), STREAM_FIELDS)
+    changed += _differences({k: saved_data.get(k) for k in ("spec", "fraction", "limit",
+                                                            "seed", "class_names")},
+                            {k: data_info.get(k) for k in ("spec", "fraction", "limit",
+                                                           "seed", "class_names")})
+    if changed:
+        raise UserError(
+            f"--resume refused: the data stream would change ({'; '.join(changed)}); "
+            f"the resumed run would not continue the same experiment."
+        )
+
+
+def train(run_dir, source, model_config, train_config, *, resume=False, data_info=None,
+          verbose=1, devices=None, export=None, extra_callbacks=()):
+    """Train (or resume) a run. Returns a ``RunInfo``.
+
+    Args:
+        source: an ``hvitgan_tf.data`` source (train split used; its class names and counts
+            fix ``num_classes`` and the fake-label prior).
+        model_config: must have ``num_classes == source.num_classes``.
+        resume: continue from ``RUN_DIR/checkpoints/last.json``.
+        data_info: what to record about the data selection (spec, fraction, limit, seed).
+        export: optional callable ``export(run_dir) -> path`` run on the chief at the end.
+    """
+    if model_config.num_classes != source.num_classes:
+        raise UserError(f"the model has {model_config.num_classes} classes but "
+                        f"{source.spec!r} has {source.num_classes}")
+    data_info = dict(data_info or {"spec": source.spec})
+    data_info.update(class_names=list(source.class_names),
+                     class_counts=[int(c) for c in source.class_counts("train")],
+                     num_train=int(source.num_examples("train")))
+
+    start = None
+    if resume:
+        check_resume(run_dir, model_config, train_config, data_info)
+        start = checkpoints.read_record(run_dir, "last")
+        if start is None:
+            raise UserError(f"--resume: {run_dir} has no checkpoint to resume from")
+    elif os.path.exists(checkpoints.folder(run_dir)) and os.listdir(checkpoints.folder(run_dir)):
+        raise UserError(f"{run_dir} already holds a training run; pass --resume to continue "
+                        f"it or choose another --out folder")
+
+    if train_config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    strategy, kind = select_strategy(train_config.strategy, devices=devices)
+    chief = is_chief(strategy)
+    jit = train_config.jit
+    if jit and strategy.num_replicas_in_sync > 1:
+        print("note: --jit is ignored under a multi-device strategy (XLA cannot place "
+              "variables of other replicas; NOTES-KERAS3 §5)", file=sys.stderr)
+        jit = False
+
+    record = {"hvitgan_tf_version": __version__, "model": model_config.to_dict(),
+              "train": train_config.to_dict(), "data": data_info,
+              "strategy": kind, "replicas": strategy.num_replicas_in_sync}
+    if chief:
+        os.makedirs(run_dir, exist_ok=True)
+        write_json(run_file(run_dir), record)
+
+    num_train = data_info["num_train"]
+    per_epoch = train_config.steps_per_epoch or steps_per_epoch(
+        num_train, train_config.batch_size, train_config.n_critic)
+    total = train_config.total_steps or per_epoch * train_config.epochs
+    epochs = math.ceil(total / per_epoch)
+    start_iteration = int(start["iteration"]) if start else 0
+    if start_iteration >= total:
+        print(f"{run_dir} already trained {start_iteration} of {total} iterations; nothing to do.")
+
+    with strategy.scope():
+        model = HViTGAN(model_config, train_config, data_info["class_counts"])
+        model.compile(jit_compile=jit)
+        if start:
+            model.load_weights(start["path"])
+            if int(model.iterations_done.numpy()) != start_iteration:
+                raise UserError(f"checkpoint {start['path']} is inconsistent with last.json")
+
+    examples = source.examples("train", model_config.image_size)
+
+    def stream_from(iteration):
+        return make_training_stream(
+            strategy, examples, num_train, batch_size=train_config.batch_size,
+            n_critic=train_config.n_critic, seed=train_config.seed, start_iteration=iteration)
+
+    counter = cb.IterationCounter(start_iteration)
+    guard = cb.DivergenceGuard(counter)
+    callbacks = [counter, guard, cb.StopAtIteration(counter, total)]
+    log_dir = os.path.join(run_dir, "logs")
+    if chief:
+        callbacks += [
+            cb.CheckpointSaver(run_dir, counter, guard, every=train_config.checkpoint_every,
+                               steps_per_epoch=per_epoch),
+            keras.callbacks.CSVLogger(os.path.join(run_dir, "metrics.csv"), append=resume),
+            keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
+            cb.SampleGrid(run_dir, source.class_names, train_config.samples_per_class,
+                          log_dir=log_dir),
+        ]
+    callbacks += list(extra_callbacks)
+    if verbose:
+        callbacks.append(cb.CompactProgbar())
+
+    began = time.time()
+    if start_iteration < total:
+        if kind == "multi_worker":
+            _custom_loop(model, strategy, stream_from(start_iteration), callbacks,
+                         start_iteration, total, per_epoch, epochs, verbose)
+        else:
+            _fit(model, stream_from, callbacks, start_iteration, total, per_epoch, epochs,
+                 verbose)
+    seconds = time.time() - began
+    done = counter.iteration - start_iteration
+
+    if guard.stopped:
+        iteration, key, value = guard.stopped
+        last = checkpoints.read_record(run_dir, "last")
+        kept = (f"the last good checkpoint is {last['path']} (iteration {last['iteration']})"
+                if last else "no checkpoint had been written yet")
+        raise TrainingDiverged(
+            f"training stopped at iteration {iteration}: {key} became {value}; {kept}. "
+            f"Lower --lr-g/--lr-d or check the data for NaN/Inf values."
+        )
+    if chief:
+        last = checkpoints.read_record(run_dir, "last")
+        if last is None or last["iteration"] != counter.iteration:
+            checkpoints.save(model, run_dir, counter.iteration,
+                             epoch=counter.iteration // per_epoch)
+    info = RunInfo(
+        run_dir=run_dir, iterations=counter.iteration,
+        epochs_done=counter.iteration // per_epoch,
+        checkpoint=checkpoints.read_record(run_dir, "last")["path"] if chief else None,
+        seconds=seconds,
+        images_per_second=(done * train_config.batch_size * (train_config.n_critic + 1)
+                           / seconds if done and seconds > 0 else 0.0),
+    )
+    if export is not None and chief:
+        info.export_dir = export(run_dir)
+    return info
+
+
+def _segments(start_iteration, total, per_epoch):
+    """``(first_iteration, first_epoch, steps_per_epoch)`` of the fit calls covering
+    ``[start_iteration, total)``.
+
+    A run resumed mid-epoch first finishes that epoch (a shorter fit call), then continues
+    with whole epochs, so epoch numbers and checkpoints line up with an uninterrupted run.
+    """
+    epoch, into = divmod(start_iteration, per_epoch)
+    segments = []
+    if into:
+        segments.append((start_iteration, epoch, per_epoch - into))
+        epoch += 1
+    if epoch * per_epoch < total:
+        segments.append((epoch * per_epoch, epoch, per_epoch))
+    return segments
+
+
+def _fit(model, stream_from, callbacks, start_iteration, total, per_epoch, epochs, verbose):
+    for first_iteration, first_epoch, steps in _segments(start_iteration, total, per_epoch):
+        last_epoch = first_epoch + 1 if steps != per_epoch else epochs
+        # Each fit call opens a new iterator, so each segment gets a stream starting at its
+        # own first iteration.
+        model.fit(stream_from(first_iteration), initial_epoch=first_epoch, epochs=last_epoch,
+                  steps_per_epoch=steps, callbacks=callbacks, verbose=verbose and 1)
+        if model.stop_training:
+            break
+
+
+def _custom_loop(model, strategy, stream, callbacks, start_iteration, total, per_epoch,
+                 epochs, verbose):
+    """The multi-worker path: ``strategy.run`` over the same ``train_step`` as ``fit``."""
+    callback_list = keras.callbacks.CallbackList(
+        callbacks, model=model, add_progbar=False, epochs=epochs, steps=per_epoch,
+        verbose=verbose)
+
+    @tf.function
+    def distributed_step(batch):
+        return strategy.run(model.train_step, args=(batch,))
+
+    iterator = iter(stream)
+    iteration = start_iteration
+    callback_list.on_train_begin()
+    logs = {}
+    while iteration < total and not model.stop_training:
+        epoch, into = divmod(iteration, per_epoch)
+        model.reset_metrics()
+        callback_list.on_epoch_begin(epoch)
+        for batch in range(into, per_epoch):
+            callback_list.on_train_batch_begin(batch)
+            per_replica = distributed_step(next(iterator))
+            logs = {k: strategy.experimental_local_results(v)[0] for k, v in per_replica.items()}
+            iteration += 1
+            callback_list.on_train_batch_end(batch, logs)
+            if model.stop_training or iteration >= total:
+                break
+        logs = {k: float(np.asarray(v)) for k, v in logs.items()}
+        callback_list.on_epoch_end(epoch, logs)
+    callback_list.on_train_end(logs)

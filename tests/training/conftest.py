@@ -1,0 +1,54 @@
+"""Fixtures for training tests: an in-memory data source and tiny configs."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hvitgan_tf.models.config import preset
+from hvitgan_tf.training.config import TrainConfig
+
+
+class ArraySource:
+    """The part of the ``hvitgan_tf.data`` source interface that training uses, over arrays."""
+
+    def __init__(self, images, labels, class_names=("a", "b"), spec="arrays"):
+        self.images = np.asarray(images, np.float32)
+        self.labels = np.asarray(labels, np.int32)
+        self.class_names = list(class_names)
+        self.num_classes = len(self.class_names)
+        self.spec = spec
+
+    def num_examples(self, split="train"):
+        return len(self.labels)
+
+    def class_counts(self, split="train"):
+        return np.bincount(self.labels, minlength=self.num_classes).tolist()
+
+    def examples(self, split, image_size, shuffle=False, seed=0):
+        images = tf.image.resize(self.images, [image_size, image_size])
+        return tf.data.Dataset.from_tensor_slices((images, self.labels))
+
+
+def make_arrays(n=32, size=16, seed=0):
+    """Two visually different classes: dark-ish and bright-ish noisy squares in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    base = np.where(labels[:, None, None, None] == 1, 0.5, -0.5)
+    images = np.clip(base + 0.3 * rng.standard_normal((n, size, size, 3)), -1, 1)
+    return images.astype(np.float32), labels.astype(np.int32)
+
+
+@pytest.fixture
+def array_source():
+    return ArraySource(*make_arrays())
+
+
+@pytest.fixture
+def tiny_model_config():
+    return preset("tiny", num_classes=2)
+
+
+@pytest.fixture
+def tiny_train_config():
+    # 32 examples / (4 * 2) = 4 iterations per epoch.
+    return TrainConfig(batch_size=4, n_critic=2, epochs=1, seed=3, checkpoint_every=0,
+                       samples_per_class=2)
