@@ -71,45 +71,46 @@ class PolicyError(UserError, ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Random parameters. Each random quantity has its own fixed stream number folded into the seed, so
+# Random parameters. Each random quantity owns a fixed column of one block of random bits, so
 # adding or removing an op from the policy does not change the other ops' draws. Never renumber
 # these: it would silently change every seeded run.
-_STREAMS = {
-    "brightness": 11,
-    "saturation": 12,
-    "contrast": 13,
-    "translation_y": 21,
-    "translation_x": 22,
-    "cutout_row": 31,
-    "cutout_col": 32,
-    "scale": 41,
-    "rotation": 51,
-    "angle": 61,
-}
+_STREAMS = (
+    "brightness", "saturation", "contrast", "translation_y", "translation_x",
+    "cutout_row", "cutout_col", "scale", "rotation", "angle",
+)
+_BITS = 24  # resolution of every draw
 
 
-def _stream_seed(seed, name):
-    return tf.random.experimental.stateless_fold_in(seed, _STREAMS[name], alg="philox")
+class _RandomBits:
+    """``_BITS``-bit uniform integers for every stream of a batch, from ONE Philox call.
 
-
-def _randint(seed, name, shape, low, high_inclusive):
-    # Philox explicitly: "auto_select" may pick another generator on another device.
-    return tf.random.stateless_uniform(
-        shape, seed=_stream_seed(seed, name), minval=low, maxval=high_inclusive + 1,
-        dtype=tf.int32, alg="philox",
-    )
-
-
-def _uniform(seed, name, shape, low, high):
-    """float32 U[low, high) with 24-bit resolution, built from an integer draw.
-
-    Not ``stateless_uniform(dtype=float32)``: under XLA (``jit_compile=True``) its float path
-    gives entirely different numbers from the CPU/GPU kernels, while the integer path agrees,
-    so a seed's parameters stay the same with and without XLA (up to one rounding ulp where
-    XLA fuses the affine map; tested).
+    A draw per stream (fold-in + range reduction) cost about a hundred graph ops each, and the
+    training step samples three parameter sets per critic update; one ``[batch, streams]``
+    block keeps the traced graph small. Philox fills the block row-major from a counter, so row
+    ``i`` does not depend on the batch size. Integer draws (not float ones) because XLA's float
+    path gives different numbers from the CPU/GPU kernels while the integer path agrees.
     """
-    bits = _randint(seed, name, shape, 0, 2**24 - 1)
-    return low + (high - low) * (tf.cast(bits, tf.float32) * 2.0**-24)
+
+    def __init__(self, seed, batch):
+        self.block = tf.random.stateless_uniform(
+            tf.stack([batch, len(_STREAMS)]), seed=seed, minval=0, maxval=2**_BITS,
+            dtype=tf.int32, alg="philox")  # [N, streams]
+
+    def column(self, name, shape):
+        return tf.reshape(self.block[:, _STREAMS.index(name)], shape)
+
+
+def _randint(bits, name, shape, low, high_inclusive):
+    """Integers uniform on [low, high_inclusive] by multiply-shift (bias < range / 2^24)."""
+    span = tf.constant(high_inclusive - low + 1, tf.int64)
+    raw = tf.cast(bits.column(name, shape), tf.int64)
+    return tf.cast(low + tf.bitwise.right_shift(raw * span, _BITS), tf.int32)
+
+
+def _uniform(bits, name, shape, low, high):
+    """float32 U[low, high) with 24-bit resolution."""
+    raw = bits.column(name, shape)
+    return low + (high - low) * (tf.cast(raw, tf.float32) * 2.0**-_BITS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,15 +210,15 @@ def _centre(size):
 
 
 # --------------------------------------------------------------------------------------------
-# The ops. Each is a (sample, apply) pair: sample(seed, batch, height, width) -> dict of
+# The ops. Each is a (sample, apply) pair: sample(bits, batch, height, width) -> dict of
 # tensors with leading dim batch; apply(images float32 [N,H,W,C], params, fill) -> same shape.
 
 
-def _sample_color(seed, batch, height, width):
+def _sample_color(bits, batch, height, width):
     return {
-        "brightness": _uniform(seed, "brightness", [batch], *BRIGHTNESS_RANGE),
-        "saturation": _uniform(seed, "saturation", [batch], *SATURATION_RANGE),
-        "contrast": _uniform(seed, "contrast", [batch], *CONTRAST_RANGE),
+        "brightness": _uniform(bits, "brightness", [batch], *BRIGHTNESS_RANGE),
+        "saturation": _uniform(bits, "saturation", [batch], *SATURATION_RANGE),
+        "contrast": _uniform(bits, "contrast", [batch], *CONTRAST_RANGE),
     }
 
 
@@ -235,10 +236,10 @@ def _max_shift(size):
     return int(size * TRANSLATION_RATIO + 0.5)  # 32 px -> 4, 96 px -> 12
 
 
-def _sample_translation(seed, batch, height, width):
+def _sample_translation(bits, batch, height, width):
     # [N, 2] int32 (dy, dx): content moves down by dy rows and right by dx columns.
-    dy = _randint(seed, "translation_y", [batch, 1], -_max_shift(height), _max_shift(height))
-    dx = _randint(seed, "translation_x", [batch, 1], -_max_shift(width), _max_shift(width))
+    dy = _randint(bits, "translation_y", [batch, 1], -_max_shift(height), _max_shift(height))
+    dx = _randint(bits, "translation_x", [batch, 1], -_max_shift(width), _max_shift(width))
     return {"translation": tf.concat([dy, dx], axis=1)}
 
 
@@ -253,11 +254,11 @@ def _cutout_size(size):
     return tf.cast(tf.cast(size, tf.float32) * CUTOUT_RATIO + 0.5, tf.int32)  # 16 -> 8, 96 -> 48
 
 
-def _sample_cutout(seed, batch, height, width):
+def _sample_cutout(bits, batch, height, width):
     # [N, 2] int32 (row, col) of the square's centre, anywhere in the image: squares near a
     # border are clipped by it, as in the original DiffAugment.
-    cy = _randint(seed, "cutout_row", [batch, 1], 0, height - 1)
-    cx = _randint(seed, "cutout_col", [batch, 1], 0, width - 1)
+    cy = _randint(bits, "cutout_row", [batch, 1], 0, height - 1)
+    cx = _randint(bits, "cutout_col", [batch, 1], 0, width - 1)
     return {"cutout_center": tf.concat([cy, cx], axis=1)}
 
 
@@ -274,8 +275,8 @@ def _apply_cutout(x, params, fill_value):
     return _fill_outside(x, 1.0 - tf.cast(inside, x.dtype)[..., None], fill_value)
 
 
-def _sample_scale(seed, batch, height, width):
-    return {"scale": _uniform(seed, "scale", [batch], *SCALE_RANGE)}
+def _sample_scale(bits, batch, height, width):
+    return {"scale": _uniform(bits, "scale", [batch], *SCALE_RANGE)}
 
 
 def _apply_scale(x, params, fill_value):
@@ -289,11 +290,11 @@ def _apply_scale(x, params, fill_value):
     return x
 
 
-def _sample_rotation(seed, batch, height, width):
+def _sample_rotation(bits, batch, height, width):
     # [N] int32 in [0, 8): one of the 8 symmetries of the square, uniformly. That is the same
     # distribution as "a random multiple of 90° plus a random flip" (SPEC §5): both enumerate
     # the dihedral group once. Label-preserving for tissue.
-    return {"rotation": _randint(seed, "rotation", [batch], 0, 7)}
+    return {"rotation": _randint(bits, "rotation", [batch], 0, 7)}
 
 
 def _apply_rotation(x, params, fill_value):
@@ -320,9 +321,9 @@ def _apply_rotation(x, params, fill_value):
     return _permute_pixels(x, tf.where(transpose, b, a), tf.where(transpose, a, b))
 
 
-def _sample_rotation_small(seed, batch, height, width):
+def _sample_rotation_small(bits, batch, height, width):
     limit = math.radians(SMALL_ROTATION_MAX_DEGREES)
-    return {"angle": _uniform(seed, "angle", [batch], -limit, limit)}
+    return {"angle": _uniform(bits, "angle", [batch], -limit, limit)}
 
 
 def _apply_rotation_small(x, params, fill_value):
@@ -442,10 +443,12 @@ class DiffAugment(keras.layers.Layer):
         are cast). Same seed -> same parameters, on any device.
         """
         height, width = _image_size_pair(image_size)
-        seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
         params: Params = {}
+        if not self._policy:
+            return params
+        bits = _RandomBits(tf.cast(tf.convert_to_tensor(seed), tf.int64), batch_size)
         for name in self._policy:
-            params.update(OPS[name].sample(seed, batch_size, height, width))
+            params.update(OPS[name].sample(bits, batch_size, height, width))
         return params
 
     @staticmethod
