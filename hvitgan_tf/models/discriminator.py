@@ -81,8 +81,10 @@ class Discriminator(keras.Model):
 
     ``images`` float ``[N, S, S, 3]`` in ``[-1, 1]``. Both outputs are float32 raw scores (no
     sigmoid / softmax), also under a mixed-precision policy: the final LayerNorm and both heads
-    run in float32. ``D.features(images)`` gives the ``[N, embed_dim]`` float32 class-token
-    features. Construct with :func:`build_discriminator`, which also creates the weights.
+    run in float32. Penultimate class-token features, ``[N, embed_dim]`` float32:
+    ``D.features(images)``, or ``D(images, return_features=True) -> (source, logits, features)``
+    when the scores are wanted too (one pass instead of two). Construct with
+    :func:`build_discriminator`, which also creates the weights.
     """
 
     def __init__(self, config, **kwargs):
@@ -140,10 +142,13 @@ class Discriminator(keras.Model):
             x = stage(x)
         return self.final_norm(x)
 
-    def call(self, images, training=False):
+    def call(self, images, training=False, return_features=False):
         tokens = self.encode(images, training=training)
+        features = tokens[:, ClassAndSourceTokens.CLASS]  # [N, D]
         source = self.source_head(tokens[:, ClassAndSourceTokens.SOURCE])  # [N, 1]
-        logits = self.class_head(tokens[:, ClassAndSourceTokens.CLASS])  # [N, num_classes]
+        logits = self.class_head(features)  # [N, num_classes]
+        if return_features:
+            return source, logits, features
         return source, logits
 
     def features(self, images, training=False):
@@ -151,12 +156,15 @@ class Discriminator(keras.Model):
         the class head): the domain feature extractor for FID/KID (SPEC §9).
 
         Export: ``archive.track(D)`` and ``archive.add_endpoint("features", tf.function(
-        D.features, input_signature=[tf.TensorSpec([None, S, S, 3], tf.float32)]))``.
+        D.features, input_signature=[tf.TensorSpec([None, S, S, 3], tf.float32)]))``; with the
+        scores in the same signature, wrap ``D(images, return_features=True)`` instead.
         """
         return self.encode(images, training=training)[:, ClassAndSourceTokens.CLASS]
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], 1), (input_shape[0], self.config.num_classes)
+    def compute_output_shape(self, input_shape, return_features=False):
+        batch = input_shape[0]
+        scores = ((batch, 1), (batch, self.config.num_classes))
+        return scores + ((batch, self.config.embed_dim),) if return_features else scores
 
     def get_config(self):
         return {**super().get_config(), "config": dataclasses.asdict(self.config)}

@@ -20,6 +20,9 @@ def test_discriminator_outputs_and_features(name, batch):
     assert features.shape == (batch, cfg.embed_dim) and features.dtype == tf.float32
     # The features are exactly what the class head reads.
     np.testing.assert_allclose(discriminator.class_head(features), logits, atol=1e-5)
+    together = discriminator(images, return_features=True)
+    for got, want in zip(together, (source, logits, features)):
+        np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_discriminator_under_tf_function_with_unknown_batch(tiny, tiny_discriminator):
