@@ -86,7 +86,14 @@ def polynomial_kernel(x, y, degree: int = 3, coef0: float = 1.0,
     y = np.asarray(y, dtype=np.float64)
     if gamma is None:
         gamma = 1.0 / x.shape[1]
-    return (gamma * (x @ y.T) + coef0) ** degree
+    base = gamma * (x @ y.T) + coef0
+    if int(degree) != degree or degree < 1:
+        return base ** degree
+    # Repeated products: numpy's general power is several times slower for a small integer.
+    result = base.copy()
+    for _ in range(int(degree) - 1):
+        result *= base
+    return result
 
 
 def mmd2_unbiased(x, y, kernel: Callable = polynomial_kernel) -> float:

@@ -372,3 +372,42 @@ class KernelInceptionDistance(keras.metrics.Metric):
                       subset_size=self.subset_size, max_samples=self.max_samples,
                       seed=self.seed)
         return config
+
+
+# -- one call for an evaluation ----------------------------------------------------------------
+
+def fid_kid_against_reference(extractor, reference: FeatureStatistics, fake_batches,
+                              num_subsets: int = 100, subset_size: int = 1000,
+                              max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0,
+                              batch_size: int = 64) -> dict:
+    """FID and KID of generated images against cached real statistics.
+
+    ``fake_batches``: anything ``feature_extractors.iter_image_batches`` accepts. Returns
+    ``{"fid", "kid", "kid_std", "num_fake"}`` (KID entries are NaN when ``reference`` carries
+    no sample). Cost on a CPU: the extractor dominates (InceptionV3 at 299 px is about a
+    second per image per core); KID's ``result`` grows as ``num_subsets * subset_size² * d``.
+    """
+    from hvitgan_tf.evaluation.feature_extractors import iter_features
+
+    if reference.feature_dim != extractor.feature_dim:
+        raise ValueError(f"reference statistics have {reference.feature_dim} features but the "
+                         f"extractor gives {extractor.feature_dim}: computed with another "
+                         "extractor?")
+    fid = FrechetInceptionDistance(extractor.feature_dim, reference=reference)
+    kid = None
+    if reference.sample is not None:
+        kid = KernelInceptionDistance(extractor.feature_dim, num_subsets=num_subsets,
+                                      subset_size=subset_size, max_samples=max_samples,
+                                      seed=seed, reference=reference)
+    count = 0
+    for features in iter_features(extractor, fake_batches, batch_size=batch_size):
+        fid.update_state(fake_features=features)
+        if kid is not None:
+            kid.update_state(fake_features=features)
+        count += len(features)
+    result = {"fid": float(fid.result()), "kid": float("nan"), "kid_std": float("nan"),
+              "num_fake": count}
+    if kid is not None:
+        values = kid.result()
+        result.update(kid=float(values[kid.name]), kid_std=float(values[f"{kid.name}_std"]))
+    return result

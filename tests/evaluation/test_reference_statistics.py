@@ -122,3 +122,23 @@ def test_damaged_or_foreign_cache_files_are_recomputed(images, tmp_path):
     third = cached_reference_statistics(tmp_path, **kwargs)
     np.testing.assert_allclose(third.mean, good.mean)
     assert FeatureStatistics.load(path).metadata["key"]["dataset"] == "demo"
+
+
+def test_fid_kid_against_reference_in_one_call(images):
+    from hvitgan_tf.evaluation.feature_metrics import fid_kid_against_reference
+
+    extractor = ProjectionExtractor()
+    reference = compute_feature_statistics(extractor, images[:150], max_samples=150)
+    same = fid_kid_against_reference(extractor, reference, images[150:], num_subsets=10,
+                                     subset_size=100)
+    shifted = fid_kid_against_reference(extractor, reference, images[150:] * 0.5 + 0.3,
+                                        num_subsets=10, subset_size=100)
+    assert same["num_fake"] == 150
+    assert shifted["fid"] > 3 * same["fid"] > 0
+    assert shifted["kid"] > 3 * shifted["kid_std"]
+    assert abs(same["kid"]) < shifted["kid"] / 10
+    no_sample = FeatureStatistics(reference.mean, reference.covariance, reference.count)
+    result = fid_kid_against_reference(extractor, no_sample, images[150:])
+    assert np.isnan(result["kid"]) and result["fid"] == pytest.approx(same["fid"])
+    with pytest.raises(ValueError, match="another extractor"):
+        fid_kid_against_reference(ProjectionExtractor(dim=3), reference, images)
