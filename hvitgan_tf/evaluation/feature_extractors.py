@@ -30,8 +30,9 @@ from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.evaluation import imagenet_weights
 
-# Float images may overshoot [-1, 1] by a little (bicubic resizing, augmentation round-off).
-_RANGE_TOLERANCE = 1e-3
+# Float images may overshoot [-1, 1] a little (bicubic resizing rings); such values are
+# clipped. Anything beyond this is taken for data in another range and rejected.
+_RANGE_TOLERANCE = 0.05
 
 
 def as_float_images(images) -> np.ndarray:

@@ -111,3 +111,19 @@ def test_mean_std_over_repeats():
     assert list(summary) == ["accuracy", "auc"]
     assert summary["auc"].mean == pytest.approx(0.9)
     assert summary["auc"].std == pytest.approx(np.std([0.95, 0.85], ddof=1))
+
+
+def test_numpy_modules_do_not_import_tensorflow():
+    """The CLI imports these for --help-time work and reports; TensorFlow takes seconds."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import hvitgan_tf.evaluation, hvitgan_tf.evaluation.distances\n"
+        "import hvitgan_tf.evaluation.classification_metrics, hvitgan_tf.evaluation.reports\n"
+        "import hvitgan_tf.evaluation.reference_statistics\n"
+        "import hvitgan_tf.evaluation.imagenet_weights\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
