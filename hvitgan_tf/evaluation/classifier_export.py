@@ -83,6 +83,8 @@ def export_classifier(model, path: Union[str, os.PathLike], image_size: Union[in
     image_spec = tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")
     archive = keras.export.ExportArchive()
     archive.track(model)
+    if feature_model is not model:  # an explicitly given one may hold weights of its own
+        archive.track(feature_model)
     # The first endpoint is also published as serving_default.
     archive.add_endpoint("classify", classify, input_signature=[image_spec])
     archive.add_endpoint("features", features, input_signature=[image_spec])
