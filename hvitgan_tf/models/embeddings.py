@@ -29,21 +29,22 @@ class PositionEmbedding(keras.layers.Layer):
 def image_to_patches(images, patch_size):
     """``[B, S, S, 3]`` -> ``[B, (S/p)^2, p*p*3]``: non-overlapping patches, row-major, flattened.
 
-    A reshape and one transpose; unlike ``extract_patches`` it has gradients of every order,
-    which the gradient penalty needs (SPEC §4).
+    A reshape and one transpose: no arithmetic, and differentiable to any order (the gradient
+    penalty differentiates the discriminator twice, SPEC §4).
     """
     size, channels = images.shape[1], images.shape[3]
     p = patch_size
     n = size // p
-    x = ops.reshape(images, (-1, n, p, n, p, channels))  # [B, patch row, row in p, patch col, col in p, 3]
+    # [B, patch row, row in patch, patch col, col in patch, 3]
+    x = ops.reshape(images, (-1, n, p, n, p, channels))
     x = ops.transpose(x, (0, 1, 3, 2, 4, 5))  # [B, patch row, patch col, row in p, col in p, 3]
     return ops.reshape(x, (-1, n * n, p * p * channels))  # [B, (S/p)^2, p*p*3]
 
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class MultiScalePatchEmbedding(keras.layers.Layer):
-    """The discriminator's input (SPEC §3.1): patches of ``p``, ``2p`` and ``4p`` pixels, each scale
-    with its own linear embedding and position embedding.
+    """The discriminator's input (SPEC §3.1): patches of ``p``, ``2p`` and ``4p`` pixels, each
+    scale with its own linear embedding and position embedding.
 
     ``images [B, S, S, 3] -> [tokens_p [B, (S/p)^2, widths[0]], tokens_2p [B, (S/2p)^2, widths[1]],
     tokens_4p [B, (S/4p)^2, widths[2]]]``. The coarser scales are consumed by the later stages,

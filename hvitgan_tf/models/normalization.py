@@ -76,11 +76,11 @@ class ConditionalLayerNorm(keras.layers.Layer):
         width = tokens_shape[-1]
         # Full precision (float32 under a mixed policy) keeps the modulation precise.
         self.gamma_projection = keras.layers.Dense(
-            width, kernel_initializer="zeros", bias_initializer="zeros", dtype=self.variable_dtype,
-            name="gamma_projection")
+            width, kernel_initializer="zeros", bias_initializer="zeros",
+            dtype=self.variable_dtype, name="gamma_projection")
         self.beta_projection = keras.layers.Dense(
-            width, kernel_initializer="zeros", bias_initializer="zeros", dtype=self.variable_dtype,
-            name="beta_projection")
+            width, kernel_initializer="zeros", bias_initializer="zeros",
+            dtype=self.variable_dtype, name="beta_projection")
         self.gamma_projection.build(condition_shape)
         self.beta_projection.build(condition_shape)
 

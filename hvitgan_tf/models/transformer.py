@@ -24,7 +24,8 @@ def window_partition(tokens, grid_size, window_size):
     g, w = grid_size, window_size
     n = g // w
     width = tokens.shape[-1]
-    x = ops.reshape(tokens, (-1, n, w, n, w, width))  # [B, window row, row in w, window col, col in w, C]
+    # [B, window row, row in window, window col, col in window, C]
+    x = ops.reshape(tokens, (-1, n, w, n, w, width))
     x = ops.transpose(x, (0, 1, 3, 2, 4, 5))  # [B, window row, window col, row in w, col in w, C]
     return ops.reshape(x, (-1, w * w, width))  # [B * n * n, w * w, C]
 

@@ -1,7 +1,7 @@
 """Model configs: presets, derived geometry, serialisation, and invalid values naming the field."""
 import dataclasses
-import sys
 import subprocess
+import sys
 
 import pytest
 
