@@ -28,6 +28,10 @@ AUTOTUNE = tf.data.AUTOTUNE
 #: Shuffle buffer (records) for stream sources; random-access sources shuffle their whole
 #: index instead, which is exact and costs only the positions.
 STREAM_SHUFFLE_BUFFER = 8192
+#: Repeated streams: "forever" in passes, and the multiplier that mixes (seed, pass) into the
+#: shuffle seed of one pass (a prime, so different seeds do not share pass orders).
+EPOCHS_FOREVER = 1 << 40
+EPOCH_SEED_STRIDE = 1_000_003
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,9 +121,11 @@ class DataSource(abc.ABC):
         """The split before subsetting (called at most once per split)."""
 
     @abc.abstractmethod
-    def _read(self, index: SplitIndex, shuffle: bool, seed: int) -> tf.data.Dataset:
+    def _read(self, index: SplitIndex, shuffle: bool, seed: int,
+              repeat: bool = False) -> tf.data.Dataset:
         """``(uint8 [H, W, 3], int32 label)`` for ``index``, unbatched, in a deterministic
-        order (stored order, or a seeded shuffle of it)."""
+        order (stored order, or a seeded shuffle of it); endless with ``repeat`` (see
+        ``_ordered``)."""
 
     def _known_num_examples(self, split: str) -> Optional[int]:
         """The split's size before subsetting when it is known without reading labels."""
@@ -179,25 +185,28 @@ class DataSource(abc.ABC):
         return np.bincount(labels, minlength=self.num_classes).astype(int).tolist()
 
     # -- pipelines ----------------------------------------------------------------------------
-    def raw_examples(self, split: str, *, shuffle: bool = False, seed: int = 0
-                     ) -> tf.data.Dataset:
+    def raw_examples(self, split: str, *, shuffle: bool = False, seed: int = 0,
+                     repeat: bool = False) -> tf.data.Dataset:
         """``(uint8 [H, W, 3], int32 label)`` at the stored size (may vary for ``folder:``)."""
         index = self.split_index(split)
-        return self._read(index, bool(shuffle), int(seed))
+        return self._read(index, bool(shuffle), int(seed), bool(repeat))
 
-    def examples(self, split: str, image_size: int, *, shuffle: bool = False, seed: int = 0
-                 ) -> tf.data.Dataset:
+    def examples(self, split: str, image_size: int, *, shuffle: bool = False, seed: int = 0,
+                 repeat: bool = False) -> tf.data.Dataset:
         """``(float32 [S, S, 3] in [-1, 1], int32 label)``, unbatched.
 
         Without ``shuffle`` the order is the stored order. With it, the order is a seeded
-        permutation that changes on every new iteration of the same dataset (so
-        ``.repeat()`` gives a fresh order per epoch) and is the same in every process for the
-        same ``seed`` and global TF seed.
+        permutation that changes on every new iteration of the same dataset and is the same
+        in every process for the same ``seed`` and global TF seed.
+
+        ``repeat=True`` gives an endless stream whose pass ``e`` is ordered by a seed derived
+        from ``(seed, e)``: the same images at the same position however many iterators were
+        opened on the dataset before (training relies on that to resume exactly).
         """
         size = int(image_size)
         if size < 1:
             raise DataError(f"image_size must be positive, got {image_size}")
-        dataset = self.raw_examples(split, shuffle=shuffle, seed=seed)
+        dataset = self.raw_examples(split, shuffle=shuffle, seed=seed, repeat=repeat)
         return dataset.map(lambda image, label: (to_model_input(image, size), label),
                            num_parallel_calls=AUTOTUNE, deterministic=True)
 
@@ -207,27 +216,44 @@ class DataSource(abc.ABC):
         """``examples`` batched to ``[B, S, S, 3]`` / ``[B]`` and prefetched."""
         if int(batch_size) < 1:
             raise DataError(f"batch_size must be positive, got {batch_size}")
-        dataset = self.examples(split, image_size, shuffle=shuffle, seed=seed)
-        if repeat:
-            dataset = dataset.repeat()
+        dataset = self.examples(split, image_size, shuffle=shuffle, seed=seed, repeat=repeat)
         dataset = dataset.batch(int(batch_size), drop_remainder=drop_remainder,
                                 num_parallel_calls=AUTOTUNE, deterministic=True)
         return dataset.prefetch(AUTOTUNE)
 
     # -- helpers for subclasses ---------------------------------------------------------------
     @staticmethod
-    def _positions_dataset(index: SplitIndex, shuffle: bool, seed: int) -> tf.data.Dataset:
+    def _ordered(dataset: tf.data.Dataset, buffer: int, shuffle: bool, seed: int,
+                 repeat: bool) -> tf.data.Dataset:
+        """One pass in stored or seeded order, or with ``repeat`` an endless stream.
+
+        A repeated shuffle does not use ``reshuffle_each_iteration`` (whose order depends on
+        how many iterators the dataset has had, e.g. Keras opens an extra one under
+        ``tf.distribute``): pass ``e`` is shuffled once with a seed mixed from ``(seed, e)``.
+        """
+        buffer = max(1, int(buffer))
+        if not repeat:
+            if shuffle:
+                dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+            return dataset
+        if not shuffle:
+            return dataset.repeat()
+        base = tf.constant(seed, tf.int64)
+        return tf.data.Dataset.range(EPOCHS_FOREVER).flat_map(
+            lambda epoch: dataset.shuffle(buffer, seed=base * EPOCH_SEED_STRIDE + epoch,
+                                          reshuffle_each_iteration=False))
+
+    @classmethod
+    def _positions_dataset(cls, index: SplitIndex, shuffle: bool, seed: int,
+                           repeat: bool = False) -> tf.data.Dataset:
         """``(int64 position, int32 label)`` in stored order or a seeded full shuffle."""
         dataset = tf.data.Dataset.from_tensor_slices(
             (index.positions.astype(np.int64), index.labels.astype(np.int32)))
-        if shuffle:
-            dataset = dataset.shuffle(max(1, len(index.positions)), seed=seed,
-                                      reshuffle_each_iteration=True)
-        return dataset
+        return cls._ordered(dataset, len(index.positions), shuffle, seed, repeat)
 
-    @staticmethod
-    def _select_from_stream(stream: tf.data.Dataset, index: SplitIndex, store_size: int,
-                            shuffle: bool, seed: int) -> tf.data.Dataset:
+    @classmethod
+    def _select_from_stream(cls, stream: tf.data.Dataset, index: SplitIndex, store_size: int,
+                            shuffle: bool, seed: int, repeat: bool = False) -> tf.data.Dataset:
         """Keep ``index.positions`` of a stream read in stored order, then shuffle in a buffer."""
         count = len(index.positions)
         if count != store_size:
@@ -237,10 +263,8 @@ class DataSource(abc.ABC):
             stream = (stream.enumerate()
                       .filter(lambda position, element: tf.gather(mask, position))
                       .map(lambda position, element: element))
-        if shuffle:
-            stream = stream.shuffle(max(1, min(count, STREAM_SHUFFLE_BUFFER)), seed=seed,
-                                    reshuffle_each_iteration=True)
-        return stream.apply(tf.data.experimental.assert_cardinality(count))
+        stream = stream.apply(tf.data.experimental.assert_cardinality(count))
+        return cls._ordered(stream, min(count, STREAM_SHUFFLE_BUFFER), shuffle, seed, repeat)
 
     @staticmethod
     def _split_all(labels: np.ndarray, split_fractions, split_seed: int

@@ -82,8 +82,9 @@ class DemoSource(DataSource):
     def _build_index(self, split: str) -> SplitIndex:
         return self._splits[split]
 
-    def _read(self, index: SplitIndex, shuffle: bool, seed: int) -> tf.data.Dataset:
+    def _read(self, index: SplitIndex, shuffle: bool, seed: int,
+              repeat: bool = False) -> tf.data.Dataset:
         patches = tf.constant(self._patches)  # [900, 48, 48, 3] uint8, 6 MB
-        return self._positions_dataset(index, shuffle, seed).map(
+        return self._positions_dataset(index, shuffle, seed, repeat).map(
             lambda position, label: (tf.gather(patches, position), label),
             num_parallel_calls=AUTOTUNE, deterministic=True)

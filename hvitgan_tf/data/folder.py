@@ -105,7 +105,8 @@ class FolderSource(DataSource):
     def _build_index(self, split: str) -> SplitIndex:
         return self._splits[split]
 
-    def _read(self, index: SplitIndex, shuffle: bool, seed: int) -> tf.data.Dataset:
+    def _read(self, index: SplitIndex, shuffle: bool, seed: int,
+              repeat: bool = False) -> tf.data.Dataset:
         paths = tf.constant(self._paths.astype(str))
         pillow_only = tf.constant(self._pillow_only)
         any_pillow, all_pillow = bool(self._pillow_only.any()), bool(self._pillow_only.all())
@@ -129,5 +130,5 @@ class FolderSource(DataSource):
                                 lambda: with_pillow(data), lambda: with_tensorflow(data))
             return image, label
 
-        return self._positions_dataset(index, shuffle, seed).map(
+        return self._positions_dataset(index, shuffle, seed, repeat).map(
             load, num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -42,24 +42,22 @@ def pcam_file_name(split: str, kind: str) -> str:
 def read_rows(path: str, positions: np.ndarray) -> np.ndarray:
     """Rows ``positions`` of dataset ``x`` in ``path``, in the given order, in one HDF5 read.
 
-    h5py point selections must be increasing, so the block is read sorted and put back in the
-    requested order. The file is opened per block: it costs about a millisecond per
-    ``READ_BLOCK`` patches and leaves no handle shared between tf.data threads.
+    h5py point selections must be strictly increasing, so the block reads each distinct row
+    once in ascending order and puts them back in the requested order (a block of an endless
+    training stream may hold one row twice). The file is opened per block: it costs about a
+    millisecond per ``READ_BLOCK`` patches and leaves no handle shared between tf.data threads.
     """
     import h5py
 
     positions = np.asarray(positions, dtype=np.int64)
-    order = np.argsort(positions, kind="stable")
-    ascending = positions[order]
+    ascending, inverse = np.unique(positions, return_inverse=True)
     with h5py.File(path, "r") as handle:
         images = handle["x"]
         if ascending[-1] - ascending[0] + 1 == len(ascending):
             block = images[int(ascending[0]):int(ascending[-1]) + 1]
         else:
             block = images[ascending]
-    rows = np.empty_like(block)
-    rows[order] = block
-    return rows
+    return block[inverse]
 
 
 class PCamH5Source(DataSource):
@@ -105,7 +103,8 @@ class PCamH5Source(DataSource):
         labels = self._labels[split]
         return SplitIndex(split, np.arange(len(labels), dtype=np.int64), labels)
 
-    def _read(self, index: SplitIndex, shuffle: bool, seed: int) -> tf.data.Dataset:
+    def _read(self, index: SplitIndex, shuffle: bool, seed: int,
+              repeat: bool = False) -> tf.data.Dataset:
         path = self._x_paths[index.store]
         size = self.native_image_size
 
@@ -117,7 +116,7 @@ class PCamH5Source(DataSource):
 
         # A sequential map: h5py serialises reads behind one lock, so more calls would only
         # queue; decoding-free rows make this fast and the per-image work runs in parallel later.
-        return (self._positions_dataset(index, shuffle, seed)
+        return (self._positions_dataset(index, shuffle, seed, repeat)
                 .batch(READ_BLOCK)
                 .map(read_block)
                 .unbatch())

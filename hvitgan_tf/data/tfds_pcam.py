@@ -115,7 +115,8 @@ class TFDSPatchCamelyonSource(DataSource):
         self._store_sizes[split] = len(labels)
         return SplitIndex(split, np.arange(len(labels), dtype=np.int64), labels)
 
-    def _read(self, index: SplitIndex, shuffle: bool, seed: int) -> tf.data.Dataset:
+    def _read(self, index: SplitIndex, shuffle: bool, seed: int,
+              repeat: bool = False) -> tf.data.Dataset:
         size = self.native_image_size
 
         def decode(encoded, label):
@@ -123,5 +124,6 @@ class TFDSPatchCamelyonSource(DataSource):
             return tf.ensure_shape(image, [size, size, 3]), label
 
         stream = self._select_from_stream(self._records(index.store), index,
-                                          self._store_sizes[index.store], shuffle, seed)
+                                          self._store_sizes[index.store], shuffle, seed,
+                                          repeat)
         return stream.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -238,14 +238,15 @@ class TFRecordSource(DataSource):
 
         return stream.map(parse)
 
-    def _read(self, index: SplitIndex, shuffle: bool, seed: int) -> tf.data.Dataset:
+    def _read(self, index: SplitIndex, shuffle: bool, seed: int,
+              repeat: bool = False) -> tf.data.Dataset:
         def decode(encoded, label):
             image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8,
                                        expand_animations=False)
             return tf.ensure_shape(image, [None, None, 3]), label
 
         stream = self._select_from_stream(self._records(), index, self._store_size, shuffle,
-                                          seed)
+                                          seed, repeat)
         return stream.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
 
 

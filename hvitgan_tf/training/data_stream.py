@@ -16,20 +16,18 @@ def steps_per_epoch(num_examples, batch_size, n_critic):
     return max(1, num_examples // (batch_size * n_critic))
 
 
-def _global_stream(examples, num_examples, n_critic, seed):
-    # Reshuffled every pass with a fixed seed: pass e's order is the same on every run.
-    buffer = max(1, min(num_examples, 20_000))
-    stream = examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-    # Group n_critic consecutive examples first so the batch axis can be split by replicas.
-    return stream.batch(n_critic, drop_remainder=True)  # [n_critic, H, W, 3], [n_critic]
+def training_examples(source, image_size, seed):
+    """The endless, seeded example stream of the training split (pass ``e`` ordered by
+    ``(seed, e)``, independent of how many iterators are opened on it)."""
+    return source.examples("train", image_size, shuffle=True, seed=seed, repeat=True)
 
 
-def make_training_stream(strategy, examples, num_examples, *, batch_size, n_critic, seed,
-                         start_iteration=0):
+def make_training_stream(strategy, examples, *, batch_size, n_critic, start_iteration=0):
     """A distributed dataset for ``strategy`` that starts at iteration ``start_iteration``.
 
     Args:
-        examples: unbatched ``(image [H,W,3] float32, label int32)`` dataset, deterministic order.
+        examples: endless unbatched ``(image [H,W,3] float32, label int32)`` stream in a
+            deterministic order (``training_examples``).
         batch_size: global images per critic step; must be divisible by the replica count.
     """
     replicas = strategy.num_replicas_in_sync
@@ -40,8 +38,10 @@ def make_training_stream(strategy, examples, num_examples, *, batch_size, n_crit
     local_batch = batch_size // replicas
 
     def replica_pipeline(input_context):
-        chunks = _global_stream(examples, num_examples, n_critic, seed)
-        # [local_batch, n_critic, H, W, 3]; `replicas` consecutive chunks form one global batch.
+        # Group n_critic consecutive examples first so the batch axis can be split by replicas:
+        # [n_critic, H, W, 3] -> [local_batch, n_critic, H, W, 3]; `replicas` consecutive
+        # chunks form one global batch.
+        chunks = examples.batch(n_critic, drop_remainder=True)
         chunks = chunks.batch(local_batch, drop_remainder=True)
         chunks = chunks.skip(start_iteration * replicas)
         pipelines = input_context.num_input_pipelines

@@ -29,7 +29,8 @@ from hvitgan_tf.models.config import ModelConfig
 from hvitgan_tf.training import callbacks as cb
 from hvitgan_tf.training import checkpoints
 from hvitgan_tf.training.config import STREAM_FIELDS, TrainConfig
-from hvitgan_tf.training.data_stream import make_training_stream, steps_per_epoch
+from hvitgan_tf.training.data_stream import (make_training_stream, steps_per_epoch,
+                                             training_examples)
 from hvitgan_tf.training.gan import HViTGAN
 from hvitgan_tf.training.strategy import is_chief, select_strategy
 
@@ -173,12 +174,12 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
             if int(model.iterations_done.numpy()) != start_iteration:
                 raise UserError(f"checkpoint {start['path']} is inconsistent with last.json")
 
-    examples = source.examples("train", model_config.image_size)
+    examples = training_examples(source, model_config.image_size, train_config.seed)
 
     def stream_from(iteration):
         return make_training_stream(
-            strategy, examples, num_train, batch_size=train_config.batch_size,
-            n_critic=train_config.n_critic, seed=train_config.seed, start_iteration=iteration)
+            strategy, examples, batch_size=train_config.batch_size,
+            n_critic=train_config.n_critic, start_iteration=iteration)
 
     counter = cb.IterationCounter(start_iteration)
     guard = cb.DivergenceGuard(counter)

@@ -23,9 +23,15 @@ class ArraySource:
     def class_counts(self, split="train"):
         return np.bincount(self.labels, minlength=self.num_classes).tolist()
 
-    def examples(self, split, image_size, shuffle=False, seed=0):
+    def examples(self, split, image_size, shuffle=False, seed=0, repeat=False):
         images = tf.image.resize(self.images, [image_size, image_size])
-        return tf.data.Dataset.from_tensor_slices((images, self.labels))
+        dataset = tf.data.Dataset.from_tensor_slices((images, self.labels))
+        if not repeat:
+            return dataset.shuffle(len(self.labels), seed=seed) if shuffle else dataset
+        # Same contract as hvitgan_tf.data: pass e shuffled by a seed made of (seed, e).
+        return tf.data.Dataset.range(1 << 40).flat_map(
+            lambda e: dataset.shuffle(len(self.labels), seed=seed * 1_000_003 + e,
+                                      reshuffle_each_iteration=False) if shuffle else dataset)
 
 
 def make_arrays(n=32, size=16, seed=0):
