@@ -429,6 +429,9 @@ class DiffAugment(keras.layers.Layer):
         super().__init__(**kwargs)
         self._policy = parse_policy(policy)
         self.fill_value = float(fill_value)
+        # No weights to create: built from the start, so Keras never tries to build it by
+        # calling it on symbolic data (it is used through apply(), not __call__).
+        self.built = True
 
     @property
     def policy(self) -> Tuple[str, ...]:
