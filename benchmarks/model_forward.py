@@ -2,7 +2,7 @@
 
     python benchmarks/model_forward.py [--presets tiny small pcam96] [--batch-size 16]
                                        [--repeats 5] [--min-seconds 2] [--train-step]
-                                       [--policy mixed_bfloat16]
+                                       [--policy mixed_bfloat16] [--jit-compile]
 
 For each preset it builds G and D (parameter counts reported), wraps ``G([z, y])`` and ``D(x)``
 in ``tf.function`` at a fixed batch size, warms up (trace + one call, reported as ``warmup_s``),
@@ -10,6 +10,7 @@ then times ``--repeats`` rounds of at least ``--min-seconds / --repeats`` each a
 median round as ``ms_per_batch`` / ``images_per_s`` (all rounds in ``ms_per_batch_rounds``; on a
 shared machine the spread shows how much the neighbours interfered). ``--train-step`` adds the
 forward + backward pass of ``sum(D(G(z, y)))`` w.r.t. both networks' weights.
+``--jit-compile`` compiles each function with XLA (one device only: NOTES-KERAS3 §5).
 
 FLOPs come from TensorFlow's graph profiler on the traced function (static shapes), so they
 count what actually runs: ``matmul_gflop_per_image`` (MatMul / BatchMatMul only) and
@@ -76,7 +77,7 @@ def _benchmark(name, fn, signature, arguments, batch, args):
     """Trace ``fn`` at a static batch, count its matmul FLOPs, time it; one report row."""
     import tensorflow as tf
 
-    traced = tf.function(fn, input_signature=signature)
+    traced = tf.function(fn, input_signature=signature, jit_compile=args.jit_compile)
     start = time.perf_counter()
     concrete = traced.get_concrete_function()
     trace_s = time.perf_counter() - start
@@ -160,6 +161,7 @@ def main(argv=None):
                         help="also time forward + backward of D(G(z, y)) w.r.t. all weights")
     parser.add_argument("--policy", default="float32",
                         help="Keras dtype policy, e.g. mixed_bfloat16")
+    parser.add_argument("--jit-compile", action="store_true", help="compile with XLA")
     args = parser.parse_args(argv)
 
     import keras
@@ -175,6 +177,7 @@ def main(argv=None):
     report = {
         "benchmark": "model_forward",
         "policy": args.policy,
+        "jit_compile": args.jit_compile,
         "batch_size": args.batch_size,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,

@@ -167,11 +167,27 @@ def test_conditional_layer_norm_follows_the_spec_formula():
 
 # -- resampling and embeddings ------------------------------------------------------------
 
-def test_bicubic_upsample_is_tf_image_resize_on_the_token_grid():
-    x = normal(2, 9, 4)
+@pytest.mark.parametrize("grid", [1, 3, 6])
+def test_bicubic_upsample_is_tf_image_resize_on_the_token_grid(grid):
+    x = normal(2, grid * grid, 4)
     out = BicubicUpsample()(x)
-    grid = tf.image.resize(x.reshape(2, 3, 3, 4), (6, 6), method="bicubic")
-    np.testing.assert_allclose(out, np.reshape(grid, (2, 36, 4)), atol=1e-6)
+    image = tf.image.resize(x.reshape(2, grid, grid, 4), (2 * grid, 2 * grid), method="bicubic")
+    np.testing.assert_allclose(out, np.reshape(image, (2, 4 * grid * grid, 4)), atol=1e-5)
+
+
+def test_bicubic_upsample_has_second_derivatives_and_compiles_with_xla():
+    # TF's ResizeBicubic op has neither; the matmul form has both.
+    layer = built(BicubicUpsample(), (None, 9, 4))
+    x = tf.constant(normal(2, 9, 4))
+    with tf.GradientTape() as outer:
+        outer.watch(x)
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            value = tf.reduce_sum(tf.sin(layer(x)))
+        penalty = tf.reduce_sum(inner.gradient(value, x) ** 2)
+    assert np.any(np.asarray(outer.gradient(penalty, x)))
+    compiled = tf.function(layer, jit_compile=True)
+    np.testing.assert_allclose(compiled(x), layer(x), atol=1e-5)
 
 
 def test_pixel_shuffle_sends_channel_groups_to_the_2x2_children():
