@@ -40,6 +40,8 @@ setup(
         "pillow>=10",
         "matplotlib>=3.8",
         "psutil>=5.9",
+        # TensorFlow 2.21 no longer pulls it in; tf.summary needs it for the training logs.
+        "tensorboard>=2.16",
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist>=3.5", "pytest-timeout>=2.3"],

@@ -105,7 +105,7 @@ class SampleGrid(keras.callbacks.Callback):
     ``samples/epoch_NNNN.png`` and as a TensorBoard image.
     """
 
-    def __init__(self, run_dir, class_names, per_class, log_dir=None):
+    def __init__(self, run_dir, class_names, per_class, latent_dim, log_dir=None):
         super().__init__()
         self.folder = os.path.join(run_dir, "samples")
         self.class_names = list(class_names)
@@ -115,12 +115,9 @@ class SampleGrid(keras.callbacks.Callback):
         k = len(self.class_names)
         self.labels = tf.repeat(tf.range(k, dtype=tf.int32), per_class)
         seeds = tf.tile(tf.range(per_class, dtype=tf.int64), [k])
-        self.noise = None
-        self._seeds = seeds
+        self.noise = truncated_noise(seeds, latent_dim, 1.0)
 
     def render(self, generator):
-        if self.noise is None:
-            self.noise = truncated_noise(self._seeds, generator.input_shape[0][-1], 1.0)
         images = imaging.to_uint8(generator([self.noise, self.labels], training=False))
         rows = [(name, images[i * self.per_class:(i + 1) * self.per_class])
                 for i, name in enumerate(self.class_names)]

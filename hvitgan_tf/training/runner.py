@@ -111,7 +111,7 @@ def check_resume(run_dir, model_config, train_config, data_info):
 
 
 def train(run_dir, source, model_config, train_config, *, resume=False, data_info=None,
-          verbose=1, devices=None, export=None, extra_callbacks=()):
+          verbose=1, strategy=None, export=None, extra_callbacks=()):
     """Train (or resume) a run. Returns a ``RunInfo``.
 
     Args:
@@ -120,6 +120,9 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
         model_config: must have ``num_classes == source.num_classes``.
         resume: continue from ``RUN_DIR/checkpoints/last.json``.
         data_info: what to record about the data selection (spec, fraction, limit, seed).
+        strategy: ``(tf.distribute.Strategy, kind)`` from ``select_strategy``; chosen from
+            ``train_config.strategy`` when omitted. Multi-worker strategies must be created
+            before any other TensorFlow work, so callers that read data first pass it in.
         export: optional callable ``export(run_dir) -> path`` run on the chief at the end.
     """
     if model_config.num_classes != source.num_classes:
@@ -142,7 +145,7 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
 
     if train_config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    strategy, kind = select_strategy(train_config.strategy, devices=devices)
+    strategy, kind = strategy or select_strategy(train_config.strategy)
     chief = is_chief(strategy)
     jit = train_config.jit
     if jit and strategy.num_replicas_in_sync > 1:
@@ -166,6 +169,9 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
     if start_iteration >= total:
         print(f"{run_dir} already trained {start_iteration} of {total} iterations; nothing to do.")
 
+    # Seeds Python, NumPy and TensorFlow: the initial weights are a function of --seed too
+    # (and identical on every worker before MultiWorkerMirroredStrategy syncs them anyway).
+    keras.utils.set_random_seed(train_config.seed)
     with strategy.scope():
         model = HViTGAN(model_config, train_config, data_info["class_counts"])
         model.compile(jit_compile=jit)
@@ -192,7 +198,7 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
             keras.callbacks.CSVLogger(os.path.join(run_dir, "metrics.csv"), append=resume),
             keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
             cb.SampleGrid(run_dir, source.class_names, train_config.samples_per_class,
-                          log_dir=log_dir),
+                          model_config.latent_dim, log_dir=log_dir),
         ]
     callbacks += list(extra_callbacks)
     if verbose:
