@@ -11,6 +11,7 @@ import json
 
 import click
 
+from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.cli.options import data_options, open_data_source
 from hvitgan_tf.data.forms import SOURCE_FORMS, SPLIT_NAMES
 
@@ -75,7 +76,7 @@ def format_description(info: dict) -> str:
     return "\n".join(lines) + "\n\n" + _table(header, rows)
 
 
-@data.command()
+@data.command(cls=TFCommand)
 @data_options
 @click.option("--json", "as_json", is_flag=True,
               help="Print the description as JSON (machine-readable) instead of a table.")
@@ -87,7 +88,7 @@ def inspect(data, data_dir, fraction, limit, seed, skip_bad, as_json):
     click.echo(json.dumps(info, indent=2) if as_json else format_description(info))
 
 
-@data.command()
+@data.command(cls=TFCommand)
 @data_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="PNG file to write (written atomically: temporary name, then renamed).")

@@ -8,6 +8,7 @@ import pathlib
 
 import click
 
+from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.models.config import PRESETS, ModelConfig, preset
 
@@ -17,7 +18,7 @@ def model():
     """Describe the generator and discriminator of a preset."""
 
 
-@model.command("summary")
+@model.command("summary", cls=TFCommand)
 @click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)), default="pcam96",
               show_default=True, help="Named model configuration.")
 @click.option("--num-classes", type=click.IntRange(min=2), default=2, show_default=True,

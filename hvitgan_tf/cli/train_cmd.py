@@ -3,6 +3,7 @@ import os
 
 import click
 
+from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.cli.options import data_options, open_data_source
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.training.config import DEFAULT_DIFFAUG, LOSS_WEIGHTING_MODES, STRATEGIES
@@ -19,7 +20,7 @@ TRAIN_OPTIONS = {
 DATA_OPTIONS = ("data", "data_dir", "fraction", "limit", "skip_bad")
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=TFCommand, context_settings={"show_default": True})
 @data_options
 @click.option("--preset", default="small", metavar="NAME",
               help="Model size: small (CPU demo, 32 px), pcam96 (the paper's, 96 px), tiny "
@@ -102,6 +103,11 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
     data_info = {option: options[option] for option in DATA_OPTIONS}
     data_info.update(spec=options["data"], seed=options["seed"])
 
+    from hvitgan_tf.training.strategy import select_strategy
+
+    # The strategy comes first: a multi-worker strategy must exist before any other
+    # TensorFlow work (opening some sources already runs tf.data).
+    strategy = select_strategy(train_config.strategy)
     source = open_data_source(data=options["data"], data_dir=options["data_dir"],
                               fraction=options["fraction"], limit=options["limit"],
                               seed=options["seed"], skip_bad=options["skip_bad"])
@@ -122,7 +128,7 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
 
     click.echo(_headline(source, model_config, train_config, run_dir, resume))
     info = run_training(run_dir, source, model_config, train_config, resume=resume,
-                        data_info=data_info, export=exporter)
+                        data_info=data_info, export=exporter, strategy=strategy)
     click.echo(f"trained {info.iterations} iterations ({info.epochs_done} epochs) in "
                f"{info.seconds:.0f} s, {info.images_per_second:.1f} images/s through D and G")
     click.echo(f"checkpoint:   {info.checkpoint}")

@@ -28,10 +28,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 #: Shuffle buffer (records) for stream sources; random-access sources shuffle their whole
 #: index instead, which is exact and costs only the positions.
 STREAM_SHUFFLE_BUFFER = 8192
-#: Repeated streams: "forever" in passes, and the multiplier that mixes (seed, pass) into the
-#: shuffle seed of one pass (a prime, so different seeds do not share pass orders).
+#: Repeated random-access streams: "forever", in passes.
 EPOCHS_FOREVER = 1 << 40
-EPOCH_SEED_STRIDE = 1_000_003
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,9 +197,10 @@ class DataSource(abc.ABC):
         permutation that changes on every new iteration of the same dataset and is the same
         in every process for the same ``seed`` and global TF seed.
 
-        ``repeat=True`` gives an endless stream whose pass ``e`` is ordered by a seed derived
-        from ``(seed, e)``: the same images at the same position however many iterators were
-        opened on the dataset before (training relies on that to resume exactly).
+        ``repeat=True`` gives an endless stream with a new order on every pass. For
+        random-access sources (demo, pcam-h5, folder) pass ``e`` is a stateless permutation of
+        ``(seed, e)``, identical for every iterator; stream sources (tfds, tfrecord) reshuffle
+        through a seeded buffer, a sequence of orders fixed per iterator.
         """
         size = int(image_size)
         if size < 1:
@@ -222,34 +221,46 @@ class DataSource(abc.ABC):
         return dataset.prefetch(AUTOTUNE)
 
     # -- helpers for subclasses ---------------------------------------------------------------
-    @staticmethod
-    def _ordered(dataset: tf.data.Dataset, buffer: int, shuffle: bool, seed: int,
-                 repeat: bool) -> tf.data.Dataset:
-        """One pass in stored or seeded order, or with ``repeat`` an endless stream.
-
-        A repeated shuffle does not use ``reshuffle_each_iteration`` (whose order depends on
-        how many iterators the dataset has had, e.g. Keras opens an extra one under
-        ``tf.distribute``): pass ``e`` is shuffled once with a seed mixed from ``(seed, e)``.
-        """
-        buffer = max(1, int(buffer))
-        if not repeat:
-            if shuffle:
-                dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-            return dataset
-        if not shuffle:
-            return dataset.repeat()
-        base = tf.constant(seed, tf.int64)
-        return tf.data.Dataset.range(EPOCHS_FOREVER).flat_map(
-            lambda epoch: dataset.shuffle(buffer, seed=base * EPOCH_SEED_STRIDE + epoch,
-                                          reshuffle_each_iteration=False))
-
     @classmethod
     def _positions_dataset(cls, index: SplitIndex, shuffle: bool, seed: int,
                            repeat: bool = False) -> tf.data.Dataset:
-        """``(int64 position, int32 label)`` in stored order or a seeded full shuffle."""
-        dataset = tf.data.Dataset.from_tensor_slices(
-            (index.positions.astype(np.int64), index.labels.astype(np.int32)))
-        return cls._ordered(dataset, len(index.positions), shuffle, seed, repeat)
+        """``(int64 position, int32 label)`` in stored order or a seeded full shuffle.
+
+        With ``repeat`` the stream is endless and pass ``e`` is the stateless permutation
+        ``index_shuffle(seed=[seed, e])``: a pure function of ``(seed, e)``, whatever iterator
+        reads it and whatever the global TF seed (exact training resumes rely on that).
+        """
+        positions = index.positions.astype(np.int64)
+        labels = index.labels.astype(np.int32)
+        count = len(positions)
+        if repeat and shuffle:
+            positions_t, labels_t = tf.constant(positions), tf.constant(labels)
+            pass_seed = tf.constant(seed, tf.int64)
+
+            def one_pass(epoch):
+                order = tf.random.experimental.index_shuffle(
+                    tf.range(count, dtype=tf.int64), tf.stack([pass_seed, epoch]),
+                    max_index=count - 1)
+                return tf.data.Dataset.from_tensor_slices(
+                    (tf.gather(positions_t, order), tf.gather(labels_t, order)))
+
+            return tf.data.Dataset.range(EPOCHS_FOREVER).flat_map(one_pass)
+        dataset = tf.data.Dataset.from_tensor_slices((positions, labels))
+        return cls._ordered(dataset, count, shuffle, seed, repeat)
+
+    @staticmethod
+    def _ordered(dataset: tf.data.Dataset, buffer: int, shuffle: bool, seed: int,
+                 repeat: bool) -> tf.data.Dataset:
+        """Stored or seeded-buffer order; with ``repeat``, endless and reshuffled every pass.
+
+        The sequence of pass orders is fixed by ``seed`` for one iterator; a second iterator
+        opened on the same dataset continues the shuffle's seed sequence (tf.data's
+        ``reshuffle_each_iteration``), so it sees other orders.
+        """
+        if shuffle:
+            dataset = dataset.shuffle(max(1, int(buffer)), seed=seed,
+                                      reshuffle_each_iteration=True)
+        return dataset.repeat() if repeat else dataset
 
     @classmethod
     def _select_from_stream(cls, stream: tf.data.Dataset, index: SplitIndex, store_size: int,

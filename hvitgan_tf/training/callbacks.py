@@ -105,8 +105,9 @@ class SampleGrid(keras.callbacks.Callback):
     ``samples/epoch_NNNN.png`` and as a TensorBoard image.
     """
 
-    def __init__(self, run_dir, class_names, per_class, latent_dim, log_dir=None):
+    def __init__(self, run_dir, class_names, per_class, latent_dim, guard, log_dir=None):
         super().__init__()
+        self.guard = guard
         self.folder = os.path.join(run_dir, "samples")
         self.class_names = list(class_names)
         self.per_class = per_class
@@ -124,6 +125,8 @@ class SampleGrid(keras.callbacks.Callback):
         return imaging.labelled_grid(rows)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.guard.stopped:
+            return  # the weights hold NaN/Inf: nothing worth drawing
         grid = self.render(self.model.ema_generator)
         path = os.path.join(self.folder, f"epoch_{epoch + 1:04d}.png")
         imaging.save_png(path, grid)

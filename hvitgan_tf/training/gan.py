@@ -115,6 +115,11 @@ class HViTGAN(keras.Model):
         """Completed iterations (one generator update each); saved with the optimiser."""
         return self.g_optimizer.iterations
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Everything is built in __init__. Under a tf.distribute strategy Keras would read a
+        # batch here (opening an extra iterator on the training stream) only to build nothing.
+        return None
+
     def call(self, inputs, training=False):
         raise NotImplementedError("HViTGAN is trained, not called; use .generator / .discriminator")
 

@@ -166,6 +166,9 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
     total = train_config.total_steps or per_epoch * train_config.epochs
     epochs = math.ceil(total / per_epoch)
     start_iteration = int(start["iteration"]) if start else 0
+    if verbose and start:
+        print(f"resuming from iteration {start_iteration} (epoch {start_iteration // per_epoch + 1},"
+              f" {start['weights']}) of {total}")
     if start_iteration >= total:
         print(f"{run_dir} already trained {start_iteration} of {total} iterations; nothing to do.")
 
@@ -198,7 +201,7 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
             keras.callbacks.CSVLogger(os.path.join(run_dir, "metrics.csv"), append=resume),
             keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
             cb.SampleGrid(run_dir, source.class_names, train_config.samples_per_class,
-                          model_config.latent_dim, log_dir=log_dir),
+                          model_config.latent_dim, guard, log_dir=log_dir),
         ]
     callbacks += list(extra_callbacks)
     if verbose:
@@ -265,7 +268,8 @@ def _fit(model, stream_from, callbacks, start_iteration, total, per_epoch, epoch
         # Each fit call opens a new iterator, so each segment gets a stream starting at its
         # own first iteration.
         model.fit(stream_from(first_iteration), initial_epoch=first_epoch, epochs=last_epoch,
-                  steps_per_epoch=steps, callbacks=callbacks, verbose=verbose and 1)
+                  steps_per_epoch=steps, callbacks=callbacks, verbose=verbose and 1,
+                  shuffle=False)
         if model.stop_training:
             break
 

@@ -28,10 +28,19 @@ class ArraySource:
         dataset = tf.data.Dataset.from_tensor_slices((images, self.labels))
         if not repeat:
             return dataset.shuffle(len(self.labels), seed=seed) if shuffle else dataset
-        # Same contract as hvitgan_tf.data: pass e shuffled by a seed made of (seed, e).
-        return tf.data.Dataset.range(1 << 40).flat_map(
-            lambda e: dataset.shuffle(len(self.labels), seed=seed * 1_000_003 + e,
-                                      reshuffle_each_iteration=False) if shuffle else dataset)
+        if not shuffle:
+            return dataset.repeat()
+        # Same contract as hvitgan_tf.data: pass e is the stateless permutation of (seed, e).
+        count = len(self.labels)
+
+        def one_pass(epoch):
+            order = tf.random.experimental.index_shuffle(
+                tf.range(count, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), epoch]),
+                max_index=count - 1)
+            return tf.data.Dataset.from_tensor_slices(
+                (tf.gather(images, order), tf.gather(self.labels, order)))
+
+        return tf.data.Dataset.range(1 << 40).flat_map(one_pass)
 
 
 def make_arrays(n=32, size=16, seed=0):

@@ -19,7 +19,7 @@ def _train(source, model_config, train_config, iterations):
         tf.distribute.get_strategy(),
         training_examples(source, model_config.image_size, train_config.seed),
         batch_size=train_config.batch_size, n_critic=train_config.n_critic)
-    history = model.fit(stream, epochs=1, steps_per_epoch=iterations, verbose=0)
+    history = model.fit(stream, epochs=1, steps_per_epoch=iterations, verbose=0, shuffle=False)
     return model, before, {k: v[-1] for k, v in history.history.items()}
 
 

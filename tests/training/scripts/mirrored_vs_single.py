@@ -31,7 +31,7 @@ def run(strategy, source, model_config, train_config, initial_weights):
     stream = make_training_stream(
         strategy, training_examples(source, 16, train_config.seed),
         batch_size=train_config.batch_size, n_critic=train_config.n_critic)
-    history = model.fit(stream, epochs=1, steps_per_epoch=1, verbose=0)
+    history = model.fit(stream, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
     logs = {k: float(v[-1]) for k, v in history.history.items()}
     return model, logs
 
