@@ -7,3 +7,57 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # Each xdist worker gets its own TensorFlow; two intra-op threads is all a CI core pair gives.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "2")
+
+
+import fcntl  # noqa: E402
+import contextlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@contextlib.contextmanager
+def _shared_build(root, name):
+    """Build something once per test session across pytest-xdist workers (file lock)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield root / name
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _session_root(tmp_path_factory):
+    # The parent of each worker's base temp is shared by all xdist workers of one session.
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory):
+    """A finished 4-iteration run of the tiny preset on 64 demo patches (built once)."""
+    with _shared_build(_session_root(tmp_path_factory), "tiny-run") as run_dir:
+        if not (run_dir / "checkpoints" / "last.json").exists():
+            from hvitgan_tf.data import open_source
+            from hvitgan_tf.models.config import preset
+            from hvitgan_tf.training.config import TrainConfig
+            from hvitgan_tf.training.runner import train
+
+            source = open_source("demo", limit=64, seed=0)
+            config = TrainConfig(batch_size=4, n_critic=2, total_steps=4, seed=0,
+                                 diffaug="color", checkpoint_every=0, samples_per_class=2)
+            train(str(run_dir), source, preset("tiny", source.num_classes), config,
+                  data_info={"spec": "demo", "limit": 64, "seed": 0}, verbose=0)
+        return str(run_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_saved_model(tiny_run_dir, tmp_path_factory):
+    """``(base, version_dir)``: the tiny run exported as saved_models/hvitgan/1 (built once)."""
+    with _shared_build(_session_root(tmp_path_factory), "saved_models") as base:
+        version_dir = base / "hvitgan" / "1"
+        if not version_dir.exists():
+            from hvitgan_tf.export import export_run
+
+            export_run(tiny_run_dir, export_dir=str(base), name="hvitgan", version=1)
+        return str(base / "hvitgan"), str(version_dir)
