@@ -78,6 +78,9 @@ def resolve(run_dir, checkpoint="last"):
 
 
 def prune(run_dir):
+    """Drop old iterations (never the best) and temp files a killed writer left behind."""
+    for stale in glob.glob(os.path.join(folder(run_dir), ".tmp-*")):
+        os.remove(stale)
     keep = set()
     for which in ("last", "best"):
         path = os.path.join(folder(run_dir), f"{which}.json")
