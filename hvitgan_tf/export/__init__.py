@@ -1,0 +1,30 @@
+"""Exported SavedModels (SPEC §7): writing them from a run, finding them, serving them.
+
+    from hvitgan_tf.export import export_run, read_export_metadata, resolve_model_dir
+    path = export_run("runs/demo")                      # -> .../saved_models/hvitgan/1
+    read_export_metadata("saved_models/hvitgan")        # highest version's hvitgan.json
+
+Modules: ``metadata`` (layout, version lookup, ``hvitgan.json``; no TensorFlow), ``savedmodel``
+(``export_run`` and the signatures), ``rest_client`` (a urllib client for TF Serving's REST API).
+``export_run`` imports TensorFlow on first use, so the CLI's option checks stay fast.
+"""
+import importlib
+
+from hvitgan_tf.export.metadata import (CLASS_NAMES_FILE, EXTRA_DIR, FORMAT, FORMAT_VERSION,
+                                        METADATA_FILE, SIGNATURES, list_versions,
+                                        read_export_metadata, resolve_model_dir)
+
+_LAZY = {
+    "export_run": "hvitgan_tf.export.savedmodel",
+    "build_archive": "hvitgan_tf.export.savedmodel",
+    "PARALLEL_SAMPLES": "hvitgan_tf.export.savedmodel",
+}
+
+__all__ = ["CLASS_NAMES_FILE", "EXTRA_DIR", "FORMAT", "FORMAT_VERSION", "METADATA_FILE",
+           "SIGNATURES", "list_versions", "read_export_metadata", "resolve_model_dir", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
