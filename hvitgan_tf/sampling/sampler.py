@@ -1,0 +1,340 @@
+"""Selective augmentation (SPEC §6): class-balanced, truncated, confidence-filtered generation
+from an exported SavedModel into an image folder and/or TFRecord shards.
+
+    from hvitgan_tf.sampling import sample
+    report = sample("saved_models/hvitgan", "synthetic", per_class=500, threshold=0.8)
+    report.complete, report.classes[0].acceptance
+
+The loop, per batch:
+
+1. *allocate* the batch's slots to the classes still short of their quota, in proportion to the
+   attempts each still needs at its observed acceptance rate (never past ``max_attempts``);
+2. *generate* attempts ``k, k+1, ...`` of each class with the model's ``generate`` signature —
+   seeds from ``seeds.attempt_seeds``, confidence ``p = softmax(D_c(x))[y]`` computed inside
+   the model on the uint8 image;
+3. *select* in attempt order: keep ``p >= threshold`` until the quota is full (later attempts
+   of that batch are not counted, so the kept set does not depend on the batch size);
+4. hand the kept images to the *background writer* (``writers.BackgroundWriter``) and go on
+   with the next batch while it writes.
+
+Only the SavedModel is used (``ExportedModel``), never the Python model classes.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from hvitgan_tf.errors import UserError
+from hvitgan_tf.export.metadata import read_export_metadata
+from hvitgan_tf.sampling import plan
+from hvitgan_tf.sampling.seeds import attempt_seeds, sample_id
+from hvitgan_tf.sampling.writers import (FORMATS, MANIFEST, BackgroundWriter, KeptSample,
+                                         OutputFolder, SampleWriter, check_class_names)
+
+DEFAULT_THRESHOLD = 0.8
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_SHARD_SIZE = 1024
+# Attempts planned per missing image beyond the observed acceptance rate (a little slack, so
+# that the last batch of a class usually fills it instead of needing one more batch).
+_SLACK = 1.1
+
+
+class QuotaNotReached(UserError):
+    """Some class could not be filled within ``--max-attempts`` (exit code 3)."""
+
+    exit_code = 3
+
+
+@dataclasses.dataclass
+class ClassReport:
+    """One class of a sampling run. ``kept``/``attempts`` count the whole folder (earlier runs
+    included); ``generated``/``kept_this_run`` only this run."""
+
+    name: str
+    label: int
+    requested: int
+    max_attempts: int
+    kept: int = 0
+    attempts: int = 0
+    generated: int = 0
+    kept_this_run: int = 0
+    confidence_sum: float = 0.0
+
+    @property
+    def acceptance(self) -> float:
+        return self.kept / self.attempts if self.attempts else float("nan")
+
+    @property
+    def mean_confidence(self) -> float:
+        return self.confidence_sum / self.kept if self.kept else float("nan")
+
+    @property
+    def complete(self) -> bool:
+        return self.kept >= self.requested
+
+    def shortfall(self) -> str:
+        acceptance = (f"acceptance {100 * self.acceptance:.1f} %" if self.attempts
+                      else "no attempts")
+        return (f"class {self.name}: {self.kept}/{self.requested} kept after {self.attempts} "
+                f"attempts ({acceptance})")
+
+
+@dataclasses.dataclass
+class SampleReport:
+    """What ``sample`` did. Rates: ``generated_per_second`` is the model's (time inside the
+    ``generate`` calls), ``written_per_second`` the writer thread's (time it was busy)."""
+
+    out_dir: str
+    model_dir: str
+    model_name: str
+    model_version: int
+    threshold: float
+    truncation: float
+    seed: int
+    formats: tuple
+    batch_size: int
+    classes: List[ClassReport]
+    resumed: bool = False
+    seconds: float = 0.0
+    generate_seconds: float = 0.0
+    write_seconds: float = 0.0
+    wait_seconds: float = 0.0
+    pngs: int = 0
+    records: int = 0
+    shards: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.out_dir}/{MANIFEST}"
+
+    @property
+    def generated(self) -> int:
+        return sum(c.generated for c in self.classes)
+
+    @property
+    def written(self) -> int:
+        return sum(c.kept_this_run for c in self.classes)
+
+    @property
+    def complete(self) -> bool:
+        return all(c.complete for c in self.classes)
+
+    @property
+    def shortfalls(self) -> List[str]:
+        return [c.shortfall() for c in self.classes if not c.complete]
+
+    def shortfall_message(self) -> str:
+        """One line naming every class that could not be filled, and what to do about it."""
+        return "; ".join(self.shortfalls) + "; lower --threshold or train longer"
+
+    @property
+    def generated_per_second(self) -> float:
+        return self.generated / self.generate_seconds if self.generate_seconds else 0.0
+
+    @property
+    def written_per_second(self) -> float:
+        return self.written / self.write_seconds if self.write_seconds else 0.0
+
+
+def check_settings(threshold, truncation, batch_size, formats, max_attempts, shard_size, seed):
+    """The scalar options of ``sample`` (SPEC §6.3: threshold in [0, 1); ψ >= 0)."""
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
+        raise UserError(f"--threshold must be in [0, 1), got {threshold!r} (a confidence of "
+                        "1.0 is never reached exactly)")
+    if not isinstance(truncation, (int, float)) or not truncation >= 0.0:
+        raise UserError(f"--truncation (psi) must be >= 0, got {truncation!r} (0 gives the "
+                        "mean latent, larger values more variety)")
+    for option, value in (("--batch-size", batch_size), ("--shard-size", shard_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"{option} must be a positive integer, got {value!r}")
+    if max_attempts is not None and (isinstance(max_attempts, bool)
+                                     or not isinstance(max_attempts, int) or max_attempts < 1):
+        raise UserError(f"--max-attempts must be a positive integer, got {max_attempts!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UserError(f"--seed must be an integer, got {seed!r}")
+    formats = tuple(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if not formats or unknown:
+        raise UserError(f"formats must be among {', '.join(FORMATS)}, got {', '.join(formats)}")
+    return tuple(f for f in FORMATS if f in formats)
+
+
+def sample(model_dir, out_dir, *, per_class: Optional[int] = None, num: Optional[int] = None,
+           class_ratio=None, classes=None, threshold: float = DEFAULT_THRESHOLD,
+           truncation: float = 1.0, batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0,
+           formats: Sequence[str] = ("png",), max_attempts: Optional[int] = None,
+           shard_size: int = DEFAULT_SHARD_SIZE, progress: bool = True,
+           model=None) -> SampleReport:
+    """Fill ``out_dir`` with kept samples of the model at ``model_dir`` (see module docstring).
+
+    Args:
+        model_dir: ``saved_models/<name>`` (highest version) or a version folder.
+        per_class / num: exactly one: images per selected class, or in total split by
+            ``class_ratio`` (``"0.5,0.5"``, ``"tumor=0.7,normal=0.3"``, numbers or a mapping;
+            default uniform). Quotas count what the folder already holds: a rerun resumes.
+        classes: names or ids (``"tumor,normal"`` or a list); default all.
+        threshold: keep an image when the class head gives its label this probability.
+        truncation: ψ of the truncated noise (SPEC §6.1), ``>= 0``.
+        max_attempts: cap on attempts per class (whole folder); default 20 x its quota.
+        formats: ``png`` and/or ``tfrecord``.
+        model: an already loaded ``ExportedModel`` of ``model_dir`` (saves loading it twice).
+    Returns a ``SampleReport``; ``report.complete`` is False when some class could not be filled
+    (``report.shortfalls`` says which), which the CLI turns into exit code 3.
+    """
+    began = time.perf_counter()
+    formats = check_settings(threshold, truncation, batch_size, formats, max_attempts,
+                             shard_size, seed)
+    metadata = model.metadata if model is not None else read_export_metadata(model_dir)
+    class_names = list(metadata["class_names"])
+    quotas = plan.plan_quotas(class_names, per_class=per_class, num=num,
+                              class_ratio=class_ratio, classes=classes)
+    if "png" in formats:
+        check_class_names(class_names)
+    settings = {"seed": int(seed), "truncation": float(truncation),
+                "threshold": float(threshold), "formats": list(formats)}
+    output = OutputFolder(out_dir, metadata, settings)
+    state = output.progress  # label -> ClassProgress, updated as samples are kept
+    reports = {
+        label: ClassReport(
+            name=class_names[label], label=label, requested=quota,
+            max_attempts=max_attempts or plan.default_max_attempts(quota),
+            kept=state[label].kept, attempts=state[label].attempts,
+            confidence_sum=state[label].confidence_sum)
+        for label, quota in quotas.items()
+    }
+    report = SampleReport(
+        out_dir=output.path, model_dir=metadata["model_dir"], model_name=metadata["name"],
+        model_version=int(metadata["version"]), threshold=float(threshold),
+        truncation=float(truncation), seed=int(seed), formats=formats, batch_size=batch_size,
+        classes=list(reports.values()), resumed=output.resumed)
+
+    if _allocate(reports, batch_size):
+        if model is None:
+            from hvitgan_tf.sampling.exported_model import ExportedModel
+
+            model = ExportedModel(metadata["model_dir"], metadata)
+        writer = BackgroundWriter(SampleWriter(output, formats, shard_size))
+        try:
+            with _progress_bar(reports, progress) as bar:
+                _run(model, reports, state, writer, report, bar)
+        finally:
+            writer.finish()
+            report.write_seconds = writer.writer.busy_seconds
+            report.wait_seconds = writer.wait_seconds
+            report.pngs = writer.writer.pngs
+            report.records = writer.writer.records
+            if writer.writer.shards is not None:
+                report.shards = list(writer.writer.shards.closed_shards)
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+def _run(model, reports, state, writer, report, bar):
+    threshold, truncation, seed = report.threshold, report.truncation, report.seed
+    while True:
+        allocation = _allocate(reports, report.batch_size)
+        if not allocation:
+            return
+        labels, attempts = [], []
+        for label, count in allocation.items():
+            start = reports[label].attempts
+            labels.append(np.full(count, label, np.int32))
+            attempts.append(np.arange(start, start + count, dtype=np.int64))
+        labels, attempts = np.concatenate(labels), np.concatenate(attempts)
+        seeds = np.concatenate([attempt_seeds(seed, label, attempts[labels == label])
+                                for label in allocation])
+        tick = time.perf_counter()
+        outputs = model.generate(labels, seeds, truncation)
+        report.generate_seconds += time.perf_counter() - tick
+
+        kept = []
+        for i, (label, attempt) in enumerate(zip(labels.tolist(), attempts.tolist())):
+            entry = reports[label]
+            entry.generated += 1
+            if entry.kept >= entry.requested:
+                continue  # the quota filled earlier in this batch: not an attempt of the run
+            entry.attempts = attempt + 1
+            confidence = float(outputs["confidence"][i])
+            if confidence >= threshold:
+                entry.kept += 1
+                entry.kept_this_run += 1
+                entry.confidence_sum += confidence
+                kept.append(KeptSample(
+                    id=sample_id(entry.name, attempt), label=label, class_name=entry.name,
+                    attempt=attempt, seed=int(seeds[i]), truncation=truncation,
+                    confidence=confidence, image=outputs["images"][i]))
+        for label, entry in reports.items():
+            state[label].kept, state[label].attempts = entry.kept, entry.attempts
+            state[label].confidence_sum = entry.confidence_sum
+        writer.submit(kept, state)
+        bar.update(len(kept), reports)
+
+
+def _allocate(reports: Dict[int, ClassReport], batch_size: int) -> Dict[int, int]:
+    """Slots of the next batch per class still short of its quota (empty when done).
+
+    Each class asks for the attempts it still needs at its observed acceptance rate (Laplace
+    estimate, so a class with no data asks for about twice its remaining quota), capped by its
+    remaining attempts. When the asks exceed the batch, every asking class gets one slot and
+    the rest is shared in proportion to the asks.
+    """
+    asks = {}
+    for label, entry in reports.items():
+        missing = entry.requested - entry.kept
+        left = entry.max_attempts - entry.attempts
+        if missing <= 0 or left <= 0:
+            continue
+        acceptance = (entry.kept + 1) / (entry.attempts + 2)
+        asks[label] = min(left, max(missing, math.ceil(missing / acceptance * _SLACK)))
+    total = sum(asks.values())
+    if total <= batch_size:
+        return asks
+    labels = list(asks)[:batch_size]  # more classes than slots: the first ones this time
+    slots = {label: 1 for label in labels}
+    spare = batch_size - len(labels)
+    if spare:
+        rest = {label: asks[label] - 1 for label in labels}
+        weight = sum(rest.values())
+        if weight:
+            extra = plan.split_by_ratio(spare, {label: rest[label] / weight for label in labels})
+            for label in labels:
+                slots[label] += min(extra[label], rest[label])
+    return {label: count for label, count in slots.items() if count}
+
+
+class _NoBar:
+    def update(self, kept, reports):
+        pass
+
+
+class _ClickBar:
+    """``click.progressbar`` on stderr, showing kept/quota and acceptance per class."""
+
+    def __init__(self, bar):
+        self._bar = bar
+
+    def update(self, kept, reports):
+        status = "  ".join(
+            f"{entry.name} {entry.kept}/{entry.requested}"
+            + (f" ({100 * entry.acceptance:.0f} %)" if entry.attempts else "")
+            for entry in reports.values())
+        self._bar.update(kept, current_item=status)
+
+
+@contextlib.contextmanager
+def _progress_bar(reports, enabled):
+    if not enabled:
+        yield _NoBar()
+        return
+    import click
+
+    missing = sum(max(0, entry.requested - entry.kept) for entry in reports.values())
+    with click.progressbar(length=missing, label="kept", file=sys.stderr, show_pos=True,
+                           item_show_func=lambda item: item) as bar:
+        yield _ClickBar(bar)
