@@ -219,10 +219,14 @@ class OutputFolder:
     def _check_existing(self) -> Optional[dict]:
         if not os.path.isdir(self.path):
             return None
-        entries = [e for e in os.listdir(self.path) if not e.startswith(".")]
-        if not entries:
-            return None
         if not os.path.exists(self.state_path):
+            # Plain files directly in OUT are harmless (neither folder: nor tfrecord: reads
+            # them; the benchmark keeps a record there). Sub-folders, shards or a manifest
+            # would mix with the samples: refuse those.
+            entries = sorted(e for e in os.listdir(self.path) if not e.startswith(".") and (
+                os.path.isdir(os.path.join(self.path, e)) or ".tfrecord" in e or e == MANIFEST))
+            if not entries:
+                return None
             rows, _ = (read_manifest(self.manifest_path) if os.path.exists(self.manifest_path)
                        else ([], True))
             other = {(r["model_name"], r["model_version"]) for r in rows}
@@ -232,8 +236,8 @@ class OutputFolder:
                 raise UserError(f"--out {self.path} holds samples of another model ({names}; "
                                 f"--model is {self.model['description']}); sample into a new "
                                 "folder")
-            raise UserError(f"--out {self.path} is not empty and was not written by "
-                            f"'hvitgan-tf sample' (no {STATE}; found {', '.join(entries[:3])}"
+            raise UserError(f"--out {self.path} holds data not written by 'hvitgan-tf "
+                            f"sample' (no {STATE}; found {', '.join(entries[:3])}"
                             f"{', ...' if len(entries) > 3 else ''}); choose a new or empty "
                             "folder")
         try:
