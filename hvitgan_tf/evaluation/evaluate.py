@@ -1,0 +1,423 @@
+"""What ``hvitgan-tf evaluate`` computes, as library functions (SPEC §9).
+
+Image quality (FID / KID against one split of a data source):
+
+- ``generator_fid(model_dir, source, split, extractor, ...)``: ``num_samples`` images from an
+  exported GAN's ``generate`` signature (SPEC §7), labels drawn in proportion to the split's
+  class counts, seeds ``seed, seed + 1, ...``, truncation ψ.
+- ``folder_fid(samples_dir, source, split, extractor, ...)``: images already written to disk
+  (``hvitgan-tf sample`` output, or any ``folder:`` layout).
+
+Why the labels follow the split's class prior: FID compares two image distributions, and the
+real side is the split as it is. Generating equal numbers per class against an imbalanced split
+would add a class-mix mismatch to the distance that says nothing about image quality.
+
+Classification (SPEC §9's metrics): ``classifier_metrics(model_dir, source, split)`` runs the
+``classify`` signature of an exported GAN (its discriminator's class head) or of a classifier
+written by ``classifier_export.export_classifier`` over the split: accuracy, ROC AUC,
+sensitivity, specificity (positive class = label 1) and the confusion matrix.
+
+Image sizes: the real images are brought to the evaluated model's size by the data pipeline's
+own rule (``hvitgan_tf.data.to_model_input``: centre crop, antialiased bilinear resize), the
+same rule the GAN was trained with; sample folders are read through the same pipeline.
+
+Real-data feature statistics are cached on disk (``reference_statistics``) under
+``default_cache_dir()`` unless the caller passes ``cache_dir=None``. TensorFlow is imported on
+use, not at import.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+
+from hvitgan_tf import imaging
+from hvitgan_tf.errors import UserError
+from hvitgan_tf.evaluation.reference_statistics import DEFAULT_MAX_SAMPLES
+
+#: KID subset size (rows per side), as in the KID paper's reference code.
+KID_SUBSET_SIZE = 1000
+#: KID subsets averaged; 100 like the reference code.
+KID_SUBSETS = 100
+
+
+# -- caches and plans --------------------------------------------------------------------------
+
+def default_cache_dir() -> str:
+    """Folder of cached real-data feature statistics.
+
+    ``$HVITGAN_TF_CACHE/reference-statistics`` if that variable is set, else
+    ``$XDG_CACHE_HOME/hvitgan-tf/reference-statistics`` (``~/.cache`` when unset).
+    """
+    root = os.environ.get("HVITGAN_TF_CACHE")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                 ".cache")
+        root = os.path.join(base, "hvitgan-tf")
+    return os.path.join(root, "reference-statistics")
+
+
+def split_identity(source, split: str) -> str:
+    """A string that changes when the images of ``source``'s ``split`` change, for cache keys.
+
+    The spec alone is not enough for sources we split ourselves (the split rule and seed decide
+    which images are in it) or for folders whose content changed; the split rule and the
+    per-class counts catch those cases (not an edit that keeps every count, which would need
+    hashing every file).
+    """
+    counts = ",".join(str(c) for c in source.class_counts(split))
+    return f"{source.spec} | {source.split_rule} | {split} counts {counts}"
+
+
+def real_statistics(source, split: str, image_size: int, extractor, *,
+                    cache_dir: Optional[str] = None, batch_size: int = 64,
+                    max_samples: int = DEFAULT_MAX_SAMPLES, refresh: bool = False):
+    """``FeatureStatistics`` of ``split`` at ``image_size`` (cached when ``cache_dir`` is set)."""
+    from hvitgan_tf.evaluation.reference_statistics import (cached_reference_statistics,
+                                                            compute_feature_statistics)
+
+    if source.num_examples(split) < 2:
+        raise UserError(f"the {split} split of {source.spec} has "
+                        f"{source.num_examples(split)} image(s); FID needs at least 2")
+
+    def batches():
+        return source.batches(split, int(image_size), batch_size)
+
+    if cache_dir is None:
+        return compute_feature_statistics(extractor, batches(), max_samples=max_samples,
+                                          batch_size=batch_size)
+    return cached_reference_statistics(
+        cache_dir, dataset=split_identity(source, split), split=split,
+        image_size=int(image_size), extractor=extractor, batches=batches,
+        max_samples=max_samples, batch_size=batch_size, refresh=refresh)
+
+
+def label_quotas(class_counts: Sequence[int], total: int) -> np.ndarray:
+    """Images per class when ``total`` are drawn in proportion to ``class_counts``.
+
+    Largest-remainder rounding (``splitting.proportional_quotas``); ``total`` may exceed the
+    counts' sum (generated images are not drawn from a finite pool).
+    """
+    from hvitgan_tf.data.splitting import proportional_quotas
+
+    counts = np.asarray(class_counts, dtype=np.int64)
+    if total < 1:
+        raise UserError(f"the number of samples must be >= 1, got {total}")
+    if counts.sum() <= 0:
+        raise UserError("cannot draw labels in proportion to empty class counts")
+    # Scaling every count by `total` keeps the proportions and makes the pool large enough.
+    return proportional_quotas(counts * int(total), int(total))
+
+
+def generation_plan(class_counts: Sequence[int], total: int, first_seed: int = 0
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """``(labels int32 [N], seeds int64 [N])``: the fixed latents of an FID evaluation.
+
+    Labels follow ``label_quotas`` (grouped by class); seeds are ``first_seed + i``, so the
+    same call always scores the same images (SPEC §6.1: an image is a pure function of its
+    label, seed and ψ).
+    """
+    quotas = label_quotas(class_counts, total)
+    labels = np.repeat(np.arange(len(quotas), dtype=np.int32), quotas)
+    seeds = np.arange(int(first_seed), int(first_seed) + len(labels), dtype=np.int64)
+    return labels, seeds
+
+
+# -- exported models ---------------------------------------------------------------------------
+
+def resolve_saved_model(path: str) -> str:
+    """A SavedModel folder from ``path``: the folder itself, or the highest integer version
+    under a TF Serving model folder (``saved_models/hvitgan`` -> ``saved_models/hvitgan/3``)."""
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    try:
+        from hvitgan_tf.export import resolve_model_dir
+    except ImportError:  # the export package is optional for exported classifiers
+        resolve_model_dir = None
+    if resolve_model_dir is not None:
+        return os.fspath(resolve_model_dir(path))
+    versions = sorted((int(name) for name in (os.listdir(path) if os.path.isdir(path) else [])
+                       if name.isdigit()
+                       and os.path.isfile(os.path.join(path, name, "saved_model.pb"))))
+    if not versions:
+        raise UserError(f"{path} is neither a SavedModel (no saved_model.pb) nor a folder of "
+                        "numbered SavedModel versions")
+    return os.path.join(path, str(versions[-1]))
+
+
+def saved_model_metadata(model_dir: str) -> dict:
+    """What travels with an export: ``class_names``, ``image_size`` (an int), ``num_classes``,
+    and for a GAN ``model_config`` and ``latent_dim``. Reads an HViTGAN export's metadata, or
+    the ``classifier.json`` of ``export_classifier``; ``{}`` when there is neither."""
+    from hvitgan_tf.evaluation.classifier_export import EXTRA_DIR, METADATA_FILE
+
+    if os.path.isfile(os.path.join(model_dir, EXTRA_DIR, METADATA_FILE)):
+        from hvitgan_tf.evaluation.classifier_export import read_classifier_metadata
+
+        metadata = dict(read_classifier_metadata(model_dir))
+    else:
+        try:
+            from hvitgan_tf.export import read_export_metadata
+        except ImportError:
+            return {}
+        try:
+            metadata = dict(read_export_metadata(model_dir))
+        except UserError:
+            return {}
+    size = metadata.get("image_size")
+    if isinstance(size, (list, tuple)):
+        metadata["image_size"] = int(size[0])
+    return metadata
+
+
+def _signature(loaded, name: str, path: str):
+    signatures = dict(loaded.signatures)
+    if name not in signatures:
+        raise UserError(f"the SavedModel at {path} has no '{name}' signature (it has: "
+                        f"{', '.join(sorted(signatures)) or 'none'})")
+    return signatures[name]
+
+
+def _image_input(signature, name: str, path: str):
+    """``(input name, dtype, static (H, W) or None)`` of a one-image-input signature."""
+    _, inputs = signature.structured_input_signature
+    images = [(key, spec) for key, spec in inputs.items() if spec.shape.rank == 4]
+    if len(images) != 1:
+        raise UserError(f"the '{name}' signature of {path} must take one image input "
+                        f"[N, H, W, 3]; it takes {sorted(inputs)}")
+    key, spec = images[0]
+    height, width = spec.shape[1], spec.shape[2]
+    return key, spec.dtype, ((int(height), int(width)) if height and width else None)
+
+
+class SavedGenerator:
+    """An exported HViTGAN's ``generate`` signature (SPEC §7), batch by batch.
+
+    ``label`` int32, ``seed`` int64, ``truncation`` float32, all ``[N]`` -> ``images`` uint8
+    ``[N, S, S, 3]``, ``probabilities``, ``confidence``. Only the SavedModel is used, never
+    the Python model classes.
+    """
+
+    def __init__(self, path: str):
+        import tensorflow as tf
+
+        self.path = resolve_saved_model(path)
+        self._loaded = tf.saved_model.load(self.path)  # keep: it owns the variables
+        self._generate = _signature(self._loaded, "generate", self.path)
+        self.metadata = saved_model_metadata(self.path)
+        outputs = self._generate.structured_outputs
+        size = outputs["images"].shape[1] if "images" in outputs else None
+        self.image_size = int(size or self.metadata.get("image_size") or 0) or None
+        self.class_names = list(self.metadata.get("class_names") or [])
+
+    def batches(self, labels, seeds, truncation: float, batch_size: int = 64
+                ) -> Iterator[Dict[str, np.ndarray]]:
+        """``{"images", "labels", "confidence"}`` numpy batches for the given latents."""
+        import tensorflow as tf
+
+        labels = np.asarray(labels, np.int32)
+        seeds = np.asarray(seeds, np.int64)
+        for start in range(0, len(labels), int(batch_size)):
+            label = labels[start:start + batch_size]
+            out = self._generate(
+                label=tf.constant(label), seed=tf.constant(seeds[start:start + batch_size]),
+                truncation=tf.fill([len(label)], tf.constant(float(truncation), tf.float32)))
+            yield {"images": out["images"].numpy(), "labels": label,
+                   "confidence": out["confidence"].numpy()}
+
+
+def _resized_uint8(images: np.ndarray, image_size: int) -> np.ndarray:
+    """uint8 images at ``image_size`` by the data pipeline's resize rule (unchanged if equal)."""
+    if images.shape[1:3] == (image_size, image_size):
+        return images
+    from hvitgan_tf.data import to_model_input
+
+    return imaging.to_uint8(to_model_input(images, image_size).numpy())
+
+
+# -- FID / KID ---------------------------------------------------------------------------------
+
+def _fid_kid(extractor, reference, batches, batch_size, seed):
+    from hvitgan_tf.evaluation.feature_metrics import fid_kid_against_reference
+
+    return fid_kid_against_reference(extractor, reference, batches, num_subsets=KID_SUBSETS,
+                                     subset_size=KID_SUBSET_SIZE, seed=seed,
+                                     batch_size=batch_size)
+
+
+def generator_fid(model_dir: str, source, split: str, extractor, *, num_samples: int,
+                  truncation: float = 1.0, seed: int = 0, batch_size: int = 64,
+                  image_size: Optional[int] = None, cache_dir: Optional[str] = None,
+                  refresh: bool = False, progress=None) -> dict:
+    """FID/KID of ``num_samples`` images of an exported GAN against ``source``'s ``split``.
+
+    ``image_size`` defaults to the generator's; when given and different, generated images
+    are resized by the data pipeline's rule too. ``progress(done, total)`` is called per batch.
+    """
+    generator = SavedGenerator(model_dir)
+    if truncation < 0:
+        raise UserError(f"truncation must be >= 0, got {truncation}")
+    _check_classes(generator.class_names, source, generator.path)
+    size = int(image_size or generator.image_size or 0)
+    if size < 1:
+        raise UserError(f"cannot tell the image size of {generator.path}; pass --image-size")
+    reference = real_statistics(source, split, size, extractor, cache_dir=cache_dir,
+                                batch_size=batch_size, refresh=refresh)
+    counts = source.class_counts(split)
+    labels, seeds = generation_plan(counts, num_samples, seed)
+    confidences = []
+
+    def images():
+        done = 0
+        for batch in generator.batches(labels, seeds, truncation, batch_size):
+            confidences.append(batch["confidence"])
+            done += len(batch["labels"])
+            if progress is not None:
+                progress(done, len(labels))
+            yield _resized_uint8(batch["images"], size)
+
+    scores = _fid_kid(extractor, reference, images(), batch_size, seed)
+    confidence = np.concatenate(confidences) if confidences else np.zeros([0])
+    names = _class_names(generator.class_names, source)
+    return {
+        "what": "generator",
+        "model": generator.path,
+        "truncation": float(truncation),
+        "seed": int(seed),
+        **_fid_common(scores, reference, extractor, source, split, size),
+        "class_counts_generated": dict(zip(names, np.bincount(labels, minlength=len(names))
+                                           .astype(int).tolist())),
+        # The class head's confidence in the requested label (SPEC §6.3's selection score).
+        "mean_confidence": {name: float(confidence[labels == c].mean())
+                            for c, name in enumerate(names) if np.any(labels == c)},
+    }
+
+
+def folder_fid(samples_dir: str, source, split: str, extractor, *,
+               num_samples: Optional[int] = None, seed: int = 0, batch_size: int = 64,
+               image_size: Optional[int] = None, cache_dir: Optional[str] = None,
+               refresh: bool = False, skip_bad: bool = False) -> dict:
+    """FID/KID of the images in ``samples_dir`` (``<class>/<image>`` layout) against a split.
+
+    All images are used, or a seeded random ``num_samples`` of them. ``image_size`` defaults
+    to the samples' common size (the generator's), else the data's native size.
+    """
+    from hvitgan_tf.data import open_source
+
+    samples = open_source(f"folder:{samples_dir}", split_fractions=(1.0, 0.0, 0.0),
+                          skip_bad=skip_bad)
+    size = int(image_size or samples.native_image_size or source.native_image_size or 0)
+    if size < 1:
+        raise UserError(f"the images in {samples_dir} and {source.spec} have no common size; "
+                        "pass --image-size")
+    available = samples.num_examples("train")
+    count = available if num_samples is None else min(int(num_samples), available)
+    if count < 2:
+        raise UserError(f"{samples_dir} holds {available} image(s); FID needs at least 2")
+    reference = real_statistics(source, split, size, extractor, cache_dir=cache_dir,
+                                batch_size=batch_size, refresh=refresh)
+    dataset = samples.examples("train", size, shuffle=count < available, seed=seed)
+    batches = dataset.take(count).batch(batch_size)
+    scores = _fid_kid(extractor, reference, batches, batch_size, seed)
+    return {
+        "what": "folder",
+        "samples": os.path.abspath(samples_dir),
+        "num_available": int(available),
+        **_fid_common(scores, reference, extractor, source, split, size),
+        "sample_classes": dict(zip(samples.class_names, samples.class_counts("train"))),
+    }
+
+
+def _fid_common(scores, reference, extractor, source, split, size) -> dict:
+    return {
+        "fid": float(scores["fid"]),
+        "kid": float(scores["kid"]),
+        "kid_std": float(scores["kid_std"]),
+        "num_generated": int(scores["num_fake"]),
+        "num_real": int(reference.count),
+        "features": extractor.name,
+        "feature_dim": int(extractor.feature_dim),
+        "data": source.spec,
+        "split": split,
+        "image_size": int(size),
+    }
+
+
+# -- classification ----------------------------------------------------------------------------
+
+def classifier_metrics(model_dir: str, source, split: str, *, batch_size: int = 64,
+                       threshold: float = 0.5, progress=None) -> dict:
+    """SPEC §9's metrics of the ``classify`` signature of a SavedModel on ``source``'s split.
+
+    Binary data: accuracy, ``auc``, ``sensitivity``, ``specificity`` with label 1 positive
+    and a positive call at ``p(label 1) >= threshold``; more classes: accuracy and macro
+    one-vs-rest AUC. Always the confusion matrix (rows = true class, columns = arg-max
+    prediction).
+    """
+    import tensorflow as tf
+
+    from hvitgan_tf.evaluation.classification_metrics import (classification_metrics,
+                                                              confusion_matrix)
+
+    path = resolve_saved_model(model_dir)
+    loaded = tf.saved_model.load(path)
+    classify = _signature(loaded, "classify", path)
+    input_name, dtype, static_size = _image_input(classify, "classify", path)
+    metadata = saved_model_metadata(path)
+    names = list(metadata.get("class_names") or [])
+    _check_classes(names, source, path)
+    size = (static_size[0] if static_size else None) or metadata.get("image_size") \
+        or source.native_image_size
+    if not size:
+        raise UserError(f"cannot tell the input size of {path}'s classify signature")
+    labels, probabilities = [], []
+    total = source.num_examples(split)
+    for images, batch_labels in source.batches(split, int(size), batch_size):
+        if dtype == tf.uint8:
+            # Same rounding as the PNG files the model would otherwise read.
+            images = tf.constant(imaging.to_uint8(images.numpy()))
+        out = classify(**{input_name: images})
+        probabilities.append(out["probabilities"].numpy())
+        labels.append(batch_labels.numpy())
+        if progress is not None:
+            progress(sum(len(b) for b in labels), total)
+    if not labels:
+        raise UserError(f"the {split} split of {source.spec} is empty")
+    labels = np.concatenate(labels).astype(np.int64)
+    probabilities = np.concatenate(probabilities).astype(np.float64)
+    num_classes = probabilities.shape[1]
+    if num_classes != source.num_classes:
+        raise UserError(f"{path} predicts {num_classes} classes but {source.spec} has "
+                        f"{source.num_classes}")
+    try:
+        metrics = classification_metrics(labels, probabilities, threshold=threshold)
+    except ValueError as error:  # e.g. a split holding one class only: no AUC
+        raise UserError(f"cannot score the {split} split of {source.spec}: {error}") from None
+    return {
+        "what": "classifier",
+        "model": path,
+        "data": source.spec,
+        "split": split,
+        "image_size": int(size),
+        "num_examples": int(len(labels)),
+        "class_names": _class_names(names, source),
+        "threshold": float(threshold),
+        "positive_class": _class_names(names, source)[1] if num_classes == 2 else None,
+        "metrics": {key: float(value) for key, value in metrics.items()},
+        "confusion_matrix": confusion_matrix(labels, probabilities.argmax(axis=1),
+                                             num_classes).tolist(),
+    }
+
+
+def _class_names(model_names: Sequence[str], source) -> list:
+    return list(model_names) if model_names else list(source.class_names)
+
+
+def _check_classes(model_names: Sequence[str], source, path: str) -> None:
+    """A model trained on other classes cannot be scored on this data."""
+    if model_names and len(model_names) != source.num_classes:
+        raise UserError(f"{path} knows {len(model_names)} classes ({', '.join(model_names)}) "
+                        f"but {source.spec} has {source.num_classes} "
+                        f"({', '.join(source.class_names)})")
