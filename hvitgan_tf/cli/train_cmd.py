@@ -60,6 +60,19 @@ DATA_OPTIONS = ("data", "data_dir", "fraction", "limit", "skip_bad")
               help="auto: several hosts from TF_CONFIG, a TPU, several GPUs, or one device.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=100,
               help="Iterations between checkpoints inside an epoch (0: only at epoch ends).")
+@click.option("--fid-every", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Every N epochs (and after the first and the last), score the EMA "
+                   "generator by FID/KID against the validation split, log val_fid/val_kid "
+                   "and keep the lowest-FID checkpoint as best.json, which the export uses. "
+                   "0: off (the default, because the default inception extractor needs "
+                   "ImageNet weights that cannot be downloaded here; see --fid-features).")
+@click.option("--fid-features", default="inception", metavar="EXTRACTOR",
+              help="FID features: inception (InceptionV3; its weights file from Keras's "
+                   "cache), inception:WEIGHTS.h5, or classifier:SAVED_MODEL (the 'features' "
+                   "signature of an exported classifier or GAN; works offline).")
+@click.option("--fid-samples", type=click.IntRange(min=2), default=1000, metavar="N",
+              help="Generated images per FID evaluation (fixed latents, labels in the "
+                   "training class proportions, truncation 1).")
 @click.option("--export/--no-export", default=True,
               help="Export a TF Serving SavedModel at the end.")
 @click.option("--export-dir", type=click.Path(file_okay=False), default="saved_models",
@@ -67,7 +80,7 @@ DATA_OPTIONS = ("data", "data_dir", "fraction", "limit", "skip_bad")
 @click.option("--name", default="hvitgan", help="Model name under --export-dir.")
 @click.pass_context
 def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir, name,
-          **options):
+          fid_every, fid_features, fid_samples, **options):
     """Train the conditional transformer GAN (WGAN-GP critic + weighted auxiliary class
     losses) and export it.
 
@@ -97,6 +110,18 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
                 options[option] = saved_data[option]
         if "preset" not in explicit:
             preset = saved_model.preset
+
+    from hvitgan_tf.evaluation.training_fid import FIDSelection
+
+    fid_options = {"every": fid_every, "features": fid_features, "num_samples": fid_samples}
+    if resume:
+        # Options not given again keep the resumed run's FID selection (SPEC §9).
+        saved_fid = _saved_fid_selection(run_dir)
+        for option, field in (("fid_every", "every"), ("fid_features", "features"),
+                              ("fid_samples", "num_samples")):
+            if option not in explicit and field in saved_fid:
+                fid_options[field] = saved_fid[field]
+    fid_selection = FIDSelection(**fid_options)
 
     train_config = TrainConfig(**{field: options[option]
                                   for option, field in TRAIN_OPTIONS.items()})
@@ -128,10 +153,13 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
 
     click.echo(_headline(source, model_config, train_config, run_dir, resume))
     info = run_training(run_dir, source, model_config, train_config, resume=resume,
-                        data_info=data_info, export=exporter, strategy=strategy)
+                        data_info=data_info, export=exporter, strategy=strategy,
+                        fid_selection=fid_selection)
     click.echo(f"trained {info.iterations} iterations ({info.epochs_done} epochs) in "
                f"{info.seconds:.0f} s, {info.images_per_second:.1f} images/s through D and G")
     click.echo(f"checkpoint:   {info.checkpoint}")
+    if fid_selection.enabled:
+        _echo_best(run_dir)
     click.echo(f"samples:      {os.path.join(run_dir, 'samples')}/")
     click.echo(f"metrics:      {os.path.join(run_dir, 'metrics.csv')}  "
                f"(tensorboard --logdir {os.path.join(run_dir, 'logs')})")
@@ -147,6 +175,22 @@ def _saved_run(run_dir):
     if not os.path.isdir(run_dir):
         raise UserError(f"--resume: {run_dir} does not exist")
     return load_run(run_dir)
+
+
+def _echo_best(run_dir):
+    from hvitgan_tf.training.checkpoints import read_record
+
+    best = read_record(run_dir, "best")
+    if best is not None and "val_fid" in best:
+        click.echo(f"best (FID):   {best['path']} (epoch {best['epoch']}, validation FID "
+                   f"{best['val_fid']:.4g}); exported by default")
+
+
+def _saved_fid_selection(run_dir):
+    from hvitgan_tf.fileio import read_json
+    from hvitgan_tf.training.runner import run_file
+
+    return read_json(run_file(run_dir)).get("fid_selection", {})
 
 
 def _headline(source, model_config, train_config, run_dir, resume):

@@ -111,7 +111,7 @@ def check_resume(run_dir, model_config, train_config, data_info):
 
 
 def train(run_dir, source, model_config, train_config, *, resume=False, data_info=None,
-          verbose=1, strategy=None, export=None, extra_callbacks=()):
+          verbose=1, strategy=None, export=None, extra_callbacks=(), fid_selection=None):
     """Train (or resume) a run. Returns a ``RunInfo``.
 
     Args:
@@ -124,6 +124,8 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
             ``train_config.strategy`` when omitted. Multi-worker strategies must be created
             before any other TensorFlow work, so callers that read data first pass it in.
         export: optional callable ``export(run_dir) -> path`` run on the chief at the end.
+        fid_selection: optional ``hvitgan_tf.evaluation.training_fid.FIDSelection``; when
+            enabled, validation FID/KID are logged and the best checkpoint is marked (SPEC §9).
     """
     if model_config.num_classes != source.num_classes:
         raise UserError(f"the model has {model_config.num_classes} classes but "
@@ -156,6 +158,8 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
     record = {"hvitgan_tf_version": __version__, "model": model_config.to_dict(),
               "train": train_config.to_dict(), "data": data_info,
               "strategy": kind, "replicas": strategy.num_replicas_in_sync}
+    if fid_selection is not None and fid_selection.enabled:
+        record["fid_selection"] = fid_selection.to_dict()  # --resume selects the same way
     if chief:
         os.makedirs(run_dir, exist_ok=True)
         write_json(run_file(run_dir), record)
@@ -195,9 +199,18 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
     callbacks = [counter, guard, cb.StopAtIteration(counter, total)]
     log_dir = os.path.join(run_dir, "logs")
     if chief:
+        callbacks.append(cb.CheckpointSaver(run_dir, counter, guard,
+                                            every=train_config.checkpoint_every,
+                                            steps_per_epoch=per_epoch))
+        if fid_selection is not None and fid_selection.enabled:
+            from hvitgan_tf.evaluation.training_fid import validation_fid_callback
+
+            # After the saver (it reuses the epoch-end checkpoint), before the CSV and
+            # TensorBoard loggers (they record its val_fid / val_kid).
+            callbacks.append(validation_fid_callback(
+                run_dir, source, fid_selection, model_config, data_info, counter, guard,
+                per_epoch, verbose=verbose))
         callbacks += [
-            cb.CheckpointSaver(run_dir, counter, guard, every=train_config.checkpoint_every,
-                               steps_per_epoch=per_epoch),
             keras.callbacks.CSVLogger(os.path.join(run_dir, "metrics.csv"), append=resume),
             keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
             cb.SampleGrid(run_dir, source.class_names, train_config.samples_per_class,
