@@ -6,12 +6,14 @@ selection (some attempts kept, some rejected). ``--threshold 0.8`` itself is exe
 CLI tests (tests/cli/test_sample_cmd.py on this model: the clear "cannot reach quota" exit;
 tests/cli/test_export_cmd.py on a sharpened export: success).
 """
+import ast
 import csv
 import glob
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -194,53 +196,22 @@ def test_kept_vs_rejected_grid(model, selective, tmp_path):
     assert small.shape[0] == 2 * (64 + 2) + 2
 
 
-def _module_file(name):
-    import importlib.util
+# The interrupted run below: the CLI in a fresh interpreter, plus a thread that reports which
+# hvitgan_tf modules are loaded once images are being written. Sampling must not have loaded the
+# model classes (STYLE: it works from the SavedModel alone).
+VICTIM = textwrap.dedent("""
+    import os, sys, threading, time
+    from hvitgan_tf.cli.main import main
 
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError, AttributeError):
-        return None
-    return spec.origin if spec and spec.origin and spec.origin.endswith(".py") else None
+    def report():
+        manifest = os.path.join(sys.argv[sys.argv.index("--out") + 1], "manifest.csv")
+        while not (os.path.exists(manifest) and len(open(manifest).readlines()) > 1):
+            time.sleep(0.01)
+        print(sorted(m for m in sys.modules if m.startswith("hvitgan_tf.")), flush=True)
 
-
-def _reachable(start):
-    """hvitgan_tf modules reachable from ``start`` through any import statement (module level
-    or inside a function) or lazy-import string ("hvitgan_tf.x.y" in a PEP 562 map)."""
-    import ast
-
-    reached, todo = set(), [start]
-    while todo:
-        name = todo.pop()
-        if name in reached or not name.startswith("hvitgan_tf"):
-            continue
-        path = _module_file(name)
-        if path is None:
-            continue
-        reached.add(name)
-        if path.endswith("__init__.py"):
-            folder = os.path.dirname(path)
-            todo += [f"{name}.{os.path.basename(p)[:-3]}"
-                     for p in glob.glob(os.path.join(folder, "*.py"))]
-        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
-            if isinstance(node, ast.Import):
-                todo += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                todo += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                    node.value.startswith("hvitgan_tf."):
-                todo.append(node.value)
-    return reached
-
-
-def test_sampling_never_imports_the_model_classes():
-    """STYLE: sampling works from the SavedModel alone, never from hvitgan_tf.models."""
-    forbidden = ("hvitgan_tf.models", "hvitgan_tf.training")
-    reached = _reachable("hvitgan_tf.sampling")
-    assert {"hvitgan_tf.sampling.exported_model", "hvitgan_tf.data.tfrecord"} <= reached
-    assert sorted(m for m in reached if m.startswith(forbidden)) == []
-    # The walk does see such imports where they exist: exporting builds the networks.
-    assert "hvitgan_tf.models.generator" in _reachable("hvitgan_tf.export.savedmodel")
+    threading.Thread(target=report, daemon=True).start()
+    main(sys.argv[1:])
+""")
 
 
 def test_a_killed_run_leaves_a_consistent_folder_and_resumes_to_the_same_result(
@@ -250,10 +221,10 @@ def test_a_killed_run_leaves_a_consistent_folder_and_resumes_to_the_same_result(
                     shard_size=7, model=model, progress=False)
     killed_dir = str(tmp_path / "killed")
     victim = subprocess.Popen(
-        [sys.executable, "-m", "hvitgan_tf.cli.main", "sample", "--model",
-         tiny_saved_model[0], "--out", killed_dir, "--per-class", "40", "--threshold", "0",
-         "--batch-size", "1", "--format", "both", "--shard-size", "7", "--quiet"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [sys.executable, "-c", VICTIM, "sample", "--model", tiny_saved_model[0], "--out",
+         killed_dir, "--per-class", "40", "--threshold", "0", "--batch-size", "1", "--format",
+         "both", "--shard-size", "7", "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         reference_dir = str(tmp_path / "reference")
         sample(tiny_saved_model[0], reference_dir, **settings)  # meanwhile, uninterrupted
@@ -265,10 +236,13 @@ def test_a_killed_run_leaves_a_consistent_folder_and_resumes_to_the_same_result(
             time.sleep(0.02)
         assert victim.poll() is None, victim.stderr.read()[-2000:]
         victim.send_signal(signal.SIGKILL)
-        victim.wait()
+        loaded = victim.communicate()[0].strip().splitlines()
     finally:
         if victim.poll() is None:
             victim.kill()
+    assert "hvitgan_tf.sampling.sampler" in loaded[-1]  # the report came while sampling
+    assert not [m for m in ast.literal_eval(loaded[-1]) if m.startswith(("hvitgan_tf.models",
+                                                             "hvitgan_tf.training"))]
 
     rows = manifest(killed_dir)
     assert 14 <= len(rows) < 80
