@@ -44,10 +44,13 @@ setup(
         "tensorboard>=2.16",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-xdist>=3.5", "pytest-timeout>=2.3"],
-        "beam": ["apache-beam>=2.60"],
-        # TFX needs glibc >= 2.39 wheels (ml-metadata); use Dockerfile.tfx where it cannot install.
-        "tfx": ["tfx>=1.16"],
+        # apache-beam so that CI runs the Beam pipeline's tests (tests/pipelines) for real.
+        "dev": ["pytest>=8", "pytest-xdist>=3.5", "pytest-timeout>=2.3", "apache-beam>=2.60,<3"],
+        "beam": ["apache-beam>=2.60,<3"],
+        # TFX 1.21 is the release built for TensorFlow 2.21. Its ml-metadata and
+        # tensorflow-data-validation wheels need glibc >= 2.39: use Dockerfile.tfx where the
+        # host is older (Debian 12 has 2.36).
+        "tfx": ["tfx>=1.21,<1.22"],
     },
     entry_points={"console_scripts": ["hvitgan-tf=hvitgan_tf.cli.main:main"]},
     classifiers=[
