@@ -27,11 +27,15 @@ Signatures (SPEC §7), all with a ``None`` batch dimension and only core TF ops:
 Why one sample at a time inside the graph: Keras's ``Dense`` on ``[N, T, C]`` tokens runs one
 ``[N*T, C]`` matmul, and TensorFlow's CPU matmul does not give a row the same bits when it sits
 at another position or in a batch of another size (measured: ~1e-8 differences even for a
-permutation of the same batch). Rounded to uint8, such differences flip a pixel now and then, so
-"same (label, seed, ψ) -> same bytes" (SPEC §6, §7) would only hold for the same batch. Running
-the networks on ``[1, ...]`` slices with ``tf.map_fn`` gives every sample identical shapes and
-therefore identical bits whatever the batch; ``PARALLEL_SAMPLES`` slices run concurrently to win
-back most of the batching speed (tiny preset: ~50 % of batched throughput, small: ~90 %).
+permutation of the same batch); elementwise kernels (``exp``, ``erf``, the softmax) also treat the
+last few elements of a tensor with scalar code. Rounded to uint8, such differences flip a pixel
+now and then, so "same (label, seed, ψ) -> same bytes" (SPEC §6, §7) would only hold for the same
+batch. Running noise, generator, class head and softmax on ``[1, ...]`` slices with
+``tf.map_fn`` gives every sample identical shapes and therefore identical bits whatever the
+batch; ``PARALLEL_SAMPLES`` slices run concurrently to win back most of the batching speed
+(measured on 2 CPU cores: tiny preset ~50 % of batched throughput, small ~90 %). A consequence
+worth having: ``classify`` on a written PNG returns bit for bit the ``probabilities`` that
+``generate`` returned for it.
 """
 from __future__ import annotations
 
