@@ -47,6 +47,9 @@ from hvitgan_tf.errors import UserError
 FID_FIRST_SEED = 1_000_000
 #: Folder of the run's cached validation statistics.
 REFERENCE_FOLDER = "fid_reference"
+#: The runner's per-epoch CSV log, and where its rows go when FID is switched on by a resume.
+METRICS_FILE = "metrics.csv"
+METRICS_BEFORE_FID_FILE = "metrics-before-fid.csv"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +194,21 @@ class ValidationFID(keras.callbacks.Callback):
             self.extractor, self._reference_statistics(), self.generated_images(generator),
             num_subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE,
             batch_size=self.settings.batch_size)
+
+    def on_train_begin(self, logs=None):
+        # A run resumed with FID selection newly switched on: Keras's CSVLogger would append
+        # rows with two more columns under the old header. Keep the earlier epochs in a file of
+        # their own; the logger (after this callback) then starts metrics.csv afresh.
+        path = os.path.join(self.run_dir, METRICS_FILE)
+        if not os.path.exists(path):
+            return
+        with open(path, encoding="utf-8") as handle:
+            header = handle.readline().strip().split(",")
+        if header != [""] and "val_fid" not in header:
+            kept = os.path.join(self.run_dir, METRICS_BEFORE_FID_FILE)
+            os.replace(path, kept)
+            print(f"note: {path} gains val_fid/val_kid columns; the epochs before FID "
+                  f"selection was switched on are in {kept}", file=sys.stderr)
 
     def _due(self, epoch: int) -> bool:
         last = (self.params or {}).get("epochs")

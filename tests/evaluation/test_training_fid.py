@@ -189,3 +189,16 @@ def test_train_cli_selects_by_fid_and_the_export_uses_best(tmp_path, tiny_saved_
     exported = read_export_metadata(str(export_dir / "hvitgan"))
     assert exported["checkpoint"]["iteration"] == best["iteration"]
     assert exported["checkpoint"]["which"] == "best"
+
+
+def test_switching_fid_on_at_resume_keeps_the_old_metrics_apart(tmp_path, demo):
+    callback, _, _ = make_callback(str(tmp_path), demo)
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("epoch,d_loss,val_d_loss\n0,1.0,NA\n")
+    callback.on_train_begin()
+    # CSVLogger cannot add columns to an existing header: the old rows move aside.
+    assert not metrics.exists()
+    assert (tmp_path / "metrics-before-fid.csv").read_text().startswith("epoch,d_loss,")
+    metrics.write_text("epoch,d_loss,val_fid,val_kid\n0,1.0,3.0,0.1\n")
+    callback.on_train_begin()  # a run that had FID all along is left alone
+    assert metrics.read_text().startswith("epoch,d_loss,val_fid")
