@@ -11,6 +11,10 @@ Image quality
                               "classifier:PATH")`` and streaming over image batches.
     ``reference_statistics``  ``FeatureStatistics`` and the on-disk cache of real-data statistics.
     ``imagenet_weights``      where ImageNet weight files are found (never downloaded).
+    ``evaluate``              (TF on use) ``hvitgan-tf evaluate``: FID/KID of an exported GAN
+                              or a sample folder vs a split; ``classify`` signature metrics.
+    ``training_fid``          (TF) ``--fid-every``: validation FID/KID during training and the
+                              best checkpoint (``best.json``).
 
 Augmentation benchmark
     ``classification_metrics`` accuracy, ROC AUC, sensitivity, specificity, mean ± std (numpy).
@@ -20,4 +24,7 @@ Augmentation benchmark
                               "densenet169", ...)``.
     ``classifier_export``     (TF) ``export_classifier`` -> SavedModel with ``classify`` and
                               ``features`` signatures.
+    ``gan_head``              (TF) ``hvitgan_head``: the GAN discriminator's class head as a
+                              classifier (registers itself on import).
+    ``benchmark``             (TF) ``hvitgan-tf benchmark``: arms, runs, reports.
 """
