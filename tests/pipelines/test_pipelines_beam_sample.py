@@ -237,3 +237,36 @@ def test_placement_keeps_the_first_needed_per_class_in_class_then_attempt_order(
         [1, 0, 1, 0.7, "samples-00003.tfrecord"], [1, 3, 31, 0.75, "samples-00003.tfrecord"],
         [0, 2, 20, 0.9, "samples-00003.tfrecord"], [0, 5, 50, 0.8, "samples-00004.tfrecord"]]
     assert placed["where"] == {(1, 0): (3, 0), (1, 3): (3, 1), (0, 2): (3, 2), (0, 5): (4, 3)}
+
+
+def test_remote_model_and_out_go_through_tf_io_gfile(tiny_saved_model, threshold, cli_six,
+                                                     capsys):
+    """``gs://`` paths take the ``tf.io.gfile`` code path; TensorFlow's in-memory ``ram://``
+    file system stands in for a bucket (the DirectRunner runs in this process)."""
+    import uuid
+
+    import tensorflow as tf
+
+    from pipelines.trainer_module import copy_tree
+
+    root = f"ram://beam-{uuid.uuid4().hex}"
+    copy_tree(tiny_saved_model[0], f"{root}/saved_models/hvitgan")
+    out = f"{root}/synthetic"
+    report = beam_sample.run(beam_args(f"{root}/saved_models/hvitgan", out, 3, threshold,
+                                       "--attempts-per-class", "40"))
+    assert report.complete and report.records == 6
+    assert sorted(tf.io.gfile.listdir(out)) == [
+        "classes.json", "manifest.csv", "samples-00000.tfrecord", "samples-00001.tfrecord",
+        "sampling.json"]
+    with tf.io.gfile.GFile(f"{out}/manifest.csv") as handle:
+        rows = list(csv.DictReader(handle.read().splitlines()))
+    cli_rows = manifest(cli_six)
+    first_three = [row for row in cli_rows  # the CLI's first 3 kept attempts of each class
+                   if sum(other["class"] == row["class"]
+                          and int(other["attempt"]) < int(row["attempt"]) for other in cli_rows) < 3]
+    assert without_shards(rows) == without_shards(first_three)
+
+    with pytest.raises(SystemExit) as stop:  # a gs:// OUT is not resumed: refused, not mixed
+        beam_sample.main(beam_args(f"{root}/saved_models/hvitgan", out, 3, threshold))
+    assert stop.value.code == 2
+    assert "already holds samples" in capsys.readouterr().err
