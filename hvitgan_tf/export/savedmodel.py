@@ -67,10 +67,7 @@ def export_run(run_dir, *, export_dir="saved_models", name="hvitgan", version=No
     it and renamed when complete, so TF Serving (which polls the base folder) never sees a
     partial version; an existing version is never overwritten.
     """
-    import keras
-
     from hvitgan_tf.training import checkpoints
-    from hvitgan_tf.training.gan import HViTGAN
     from hvitgan_tf.training.runner import load_run
 
     meta.check_model_name(name)
@@ -88,18 +85,8 @@ def export_run(run_dir, *, export_dir="saved_models", name="hvitgan", version=No
         raise UserError(f"{run_dir}/run.json lists {len(class_names)} class names for a model "
                         f"with {model_config.num_classes} classes")
     class_counts = data_info.get("class_counts") or [1] * model_config.num_classes
-
-    # Serving runs in float32 whatever the training policy was: mixed_bfloat16 keeps float32
-    # variables, so the same weights file loads, and the exported images do not depend on
-    # bfloat16 rounding.
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        gan = HViTGAN(model_config, train_config, class_counts)
-        gan.compile()  # the weights file holds optimiser state too; its slots must exist
-        gan.load_weights(weights)
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
+    generator, discriminator = _load_networks(model_config, train_config, class_counts,
+                                              weights)
 
     version_number = int(os.path.basename(target))
     metadata = {
@@ -126,7 +113,7 @@ def export_run(run_dir, *, export_dir="saved_models", name="hvitgan", version=No
         "images": "uint8 RGB; generator output x in [-1, 1] -> round((x + 1) * 127.5); the "
                   "networks see uint8 / 127.5 - 1",
     }
-    archive = build_archive(gan.ema_generator, gan.discriminator, metadata)
+    archive = build_archive(generator, discriminator, metadata)
     try:
         with atomic_directory(target) as tmp:
             archive.write_out(tmp, verbose=False)
@@ -142,6 +129,28 @@ def export_run(run_dir, *, export_dir="saved_models", name="hvitgan", version=No
                             "overwritten, export again for the next free version") from None
         raise
     return target
+
+
+def _load_networks(model_config, train_config, class_counts, weights):
+    """``(EMA generator, discriminator)`` of a training checkpoint, in float32.
+
+    Serving runs in float32 whatever the training policy was: mixed_bfloat16 keeps float32
+    variables, so the same weights file loads, and the exported images do not depend on
+    bfloat16 rounding.
+    """
+    import keras
+
+    from hvitgan_tf.training.gan import HViTGAN
+
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        gan = HViTGAN(model_config, train_config, class_counts)
+        gan.compile()  # the weights file holds optimiser state too; its slots must exist
+        gan.load_weights(weights)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    return gan.ema_generator, gan.discriminator
 
 
 def _choose_version(base, version):

@@ -130,6 +130,7 @@ def test_a_failed_export_leaves_no_version_behind(tmp_path, tiny_run_dir, monkey
             open(os.path.join(path, "saved_model.pb"), "wb").write(b"half")
             raise RuntimeError("disk full")
 
+    monkeypatch.setattr(savedmodel, "_load_networks", lambda *args: (None, None))
     monkeypatch.setattr(savedmodel, "build_archive", lambda *args: HalfWrittenArchive())
     with pytest.raises(RuntimeError, match="disk full"):
         savedmodel.export_run(tiny_run_dir, export_dir=str(tmp_path), checkpoint="last")
