@@ -54,6 +54,8 @@ def kept_vs_rejected_grid(rows: Sequence[Tuple[str, np.ndarray, np.ndarray, np.n
         threshold: printed in the row labels.
     """
     gap = 2
+    # Enough decimals to tell a kept confidence from a rejected one next to the threshold.
+    decimals = min(6, max(3, len(f"{threshold:g}".partition(".")[2]) + 1))
     grid_rows, captions = [], []
     for name, images, confidences, kept in rows:
         images, confidences = np.asarray(images), np.asarray(confidences, np.float64)
@@ -63,11 +65,11 @@ def kept_vs_rejected_grid(rows: Sequence[Tuple[str, np.ndarray, np.ndarray, np.n
             index = np.flatnonzero(mask)[:per_row]
             grid_rows.append((label, images[index] if len(index) else
                               np.zeros((0, *images.shape[1:]), np.uint8)))
-            captions.append([f"{confidences[i]:.2f}" for i in index])
+            captions.append([f"{confidences[i]:.{decimals}f}" for i in index])
     side = max((img.shape[1] for _, img in grid_rows if len(img)), default=32)
     if cell is None:
         cell = side * max(1, -(-64 // side))
-    label_width = 12 + 7 * max(len(label) for label, _ in grid_rows)
+    label_width = 12 + 6 * max(len(label) for label, _ in grid_rows)
     grid = imaging.labelled_grid(grid_rows, cell=cell, gap=gap, label_width=label_width,
                                  title=title)
     # Confidence of each image in its bottom-left corner, on a dark box so it reads on tissue.
