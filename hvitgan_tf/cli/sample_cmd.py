@@ -52,10 +52,11 @@ def sample(ctx, model_path, out_dir, per_class, num, class_ratio, classes, thres
            quiet):
     """Write class-balanced, confidence-filtered synthetic patches from an exported model.
 
-    For each selected class, images are generated from truncated noise until QUOTA of them
-    have a class-head confidence >= --threshold, or --max-attempts is used up (exit code 3
-    then, after writing what was kept). A rerun into the same --out continues where the last
-    one stopped; the same --seed always gives the same images.
+    For each selected class, images are generated from truncated noise until its quota
+    (--per-class, or its share of --num) have a class-head confidence >= --threshold, or
+    --max-attempts is used up (exit code 3 then, after writing what was kept). A rerun into
+    the same --out continues where the last one stopped; the same --seed always gives the
+    same images.
 
     \b
     Examples:
