@@ -52,7 +52,7 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.export.metadata import (EXTRA_DIR, FORMAT, FORMAT_VERSION, METADATA_FILE,

@@ -261,9 +261,11 @@ def test_remote_model_and_out_go_through_tf_io_gfile(tiny_saved_model, threshold
     with tf.io.gfile.GFile(f"{out}/manifest.csv") as handle:
         rows = list(csv.DictReader(handle.read().splitlines()))
     cli_rows = manifest(cli_six)
-    first_three = [row for row in cli_rows  # the CLI's first 3 kept attempts of each class
+    # The CLI's first 3 kept attempts of each class.
+    first_three = [row for row in cli_rows
                    if sum(other["class"] == row["class"]
-                          and int(other["attempt"]) < int(row["attempt"]) for other in cli_rows) < 3]
+                          and int(other["attempt"]) < int(row["attempt"])
+                          for other in cli_rows) < 3]
     assert without_shards(rows) == without_shards(first_three)
 
     with pytest.raises(SystemExit) as stop:  # a gs:// OUT is not resumed: refused, not mixed

@@ -3,7 +3,6 @@ run that pushes a servable model. Needs TFX (1.21, for TensorFlow 2.21), whose m
 tensorflow-data-validation wheels need glibc >= 2.39: run these in the image of Dockerfile.tfx.
 The Trainer's run_fn is tested without TFX in test_pipelines_trainer_module.py."""
 import json
-import os
 
 import pytest
 

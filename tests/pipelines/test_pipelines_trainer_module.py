@@ -1,7 +1,7 @@
 """``pipelines.trainer_module.run_fn`` with a stand-in for TFX's ``fn_args``: it trains on
 ExampleGen-style records (gzipped TFRecords in the ``sample`` record format) and leaves a
 servable hvitgan SavedModel in ``serving_model_dir``. TFX itself is not needed (nor
-installable here); tests/pipelines/test_pipelines_tfx.py runs the pipeline where TFX is installed."""
+installable here); test_pipelines_tfx.py runs the whole pipeline where TFX is installed."""
 import json
 import os
 import types
