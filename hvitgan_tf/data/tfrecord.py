@@ -66,7 +66,10 @@ def serialize_example(encoded_image: bytes, label: int, *, confidence: Optional[
     if class_name is not None:
         feature[CLASS_TEXT_KEY] = tf.train.Feature(
             bytes_list=tf.train.BytesList(value=[class_name.encode("utf-8")]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic=True: protobuf otherwise writes the feature map in an order that varies
+    # between processes, and the same sample would not give the same record bytes.
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
 
 
 def shard_files(pattern: str) -> List[str]:

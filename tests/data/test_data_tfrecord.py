@@ -162,3 +162,20 @@ def test_one_class_only(tmp_path):
     _write_shard(tmp_path / "a.tfrecord", [_plain_example(png, 0)] * 3)
     with pytest.raises(DataError, match="at least 2"):
         open_source(f"tfrecord:{tmp_path}/a.tfrecord")
+
+
+def test_serialized_records_are_byte_identical_across_processes():
+    # Protobuf map order varies with the process; "same seed, same files" needs fixed bytes.
+    import subprocess
+    import sys
+
+    code = ("import hashlib; from hvitgan_tf.data.tfrecord import serialize_example; "
+            "print(hashlib.sha1(serialize_example(b'png', 1, confidence=0.9, "
+            "class_name='tumor')).hexdigest())")
+    digests = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**__import__("os").environ, "PYTHONHASHSEED": str(seed),
+                            "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout.strip()
+        for seed in (1, 2, 3)
+    }
+    assert len(digests) == 1
