@@ -69,10 +69,11 @@ ABLATIONS = {"no-sa": (True, False), "no-cp": (False, True), "no-cp-no-sa": (Fal
 Log = Callable[[str], None]
 
 #: Runs with at most this many optimiser steps (and test splits of at most this many batches)
-#: execute eagerly. Tracing the deeper networks' training step costs tens of seconds on a CPU,
-#: more than such a short run takes eagerly (measured: ResNet34 at width 0.125, 2 steps: 47 s
-#: traced, 6 s eager); the numbers are the same up to float rounding.
-EAGER_MAX_STEPS = 24
+#: execute eagerly: tracing the deeper networks' training step costs more than such a short run
+#: takes eagerly, and the numbers are the same up to float rounding. Measured on a busy 2-core
+#: CPU, ResNet34 at width 0.125 on 16 px: 80 s to trace, then 0.2 s per step; eagerly 5 s per
+#: step. Break-even is near 16 steps.
+EAGER_MAX_STEPS = 12
 
 
 # -- configuration -----------------------------------------------------------------------------

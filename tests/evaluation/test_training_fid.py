@@ -165,20 +165,21 @@ def test_train_cli_selects_by_fid_and_the_export_uses_best(tmp_path, tiny_saved_
     _, gan_export = tiny_saved_model
     run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
     result = CliRunner().invoke(cli, [
-        "train", "--preset", "tiny", "--limit", "64", "--steps", "6", "--steps-per-epoch", "2",
-        "--batch-size", "4", "--n-critic", "2", "--diffaug", "color",
+        "train", "--preset", "tiny", "--limit", "64", "--steps", "4", "--steps-per-epoch", "1",
+        "--batch-size", "4", "--n-critic", "1", "--diffaug", "color",
         "--checkpoint-every", "1", "--fid-every", "2",
         "--fid-features", f"classifier:{gan_export}", "--fid-samples", "24",
         "--out", str(run_dir), "--export-dir", str(export_dir)])
     assert result.exit_code == 0, result.output
     with open(run_dir / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    # Epochs 1 (first), 2 (every 2nd) and 3 (last) are all scored.
-    fids = [float(row["val_fid"]) for row in rows]
+    # Epochs 1 (first), 2 (every 2nd) and 4 (last) are scored, epoch 3 is not.
+    assert [row["val_fid"] == "NA" for row in rows] == [False, False, True, False]
+    fids = [float(row["val_fid"]) for row in rows if row["val_fid"] != "NA"]
     assert len(fids) == 3 and all(np.isfinite(fids)) and min(fids) >= 0
     best = checkpoints.read_record(str(run_dir), "best")
     assert best["val_fid"] == pytest.approx(min(fids))
-    assert best["epoch"] == 1 + int(np.argmin(fids))
+    assert best["epoch"] == [1, 2, 4][int(np.argmin(fids))]
     assert os.path.isfile(best["path"])
     assert "best (FID)" in result.output
     assert read_json(str(run_dir / "run.json"))["fid_selection"]["every"] == 2
