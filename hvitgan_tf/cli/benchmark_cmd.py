@@ -150,6 +150,11 @@ def _gan_head(gan_run, checkpoint, export_metadata, model):
         click.echo(f"own class head: loading the discriminator of {gan_run} ({checkpoint})")
         return heads.head_from_run(gan_run, checkpoint)
     if export_metadata.get("model_config"):
+        hint = (f" (the export came from {export_metadata['run_dir']})"
+                if export_metadata.get("run_dir") else "")
+        click.echo(f"note: hvitgan_head trains the GAN's discriminator architecture from "
+                   f"scratch; pass --gan-run RUN_DIR{hint} to start from the GAN's weights",
+                   err=True)
         return heads.head_from_model_config(
             export_metadata["model_config"], export_metadata.get("class_names") or (),
             origin=f"architecture of {export_metadata.get('model_dir', model)}, from scratch")
