@@ -131,7 +131,7 @@ def test_pcam96_generator_builds_at_spec_geometry():
     images = np.asarray(generator([z, labels]))
     assert images.shape == (1, 96, 96, 3) and np.all(np.abs(images) <= 1)
     assert [stage.encoders[0].window_size for stage in generator.stages] == [None, None, 12, 16]
-    assert generator.stages[3].encoders[0].grid_size == 96
+    assert generator.stages[3].encoders[0].attention.grid_size == 96
 
 
 def test_generator_under_mixed_bfloat16(tiny, mixed_bfloat16):
