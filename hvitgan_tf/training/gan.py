@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from hvitgan_tf.models import build_discriminator, build_generator
+from hvitgan_tf.models import flops as model_flops
 from hvitgan_tf.training import losses as L
 from hvitgan_tf.training.diffaugment import DiffAugment
 from hvitgan_tf.training.optimizers import FusedAdam
@@ -88,6 +89,7 @@ class HViTGAN(keras.Model):
             global_clipnorm=clip, name="d_adam")
 
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self._traced_critic_gradients = None  # see _critic_gradients_function
         # The wrapper is never called on data; fit() must not try to build it (keras#20164).
         self.built = True
 
@@ -228,10 +230,20 @@ class HViTGAN(keras.Model):
         step = self.iterations_done
         stats = {}
 
-        for micro in range(cfg.n_critic):
-            draws = self._draw(step, micro, global_batch, offset, local_batch)
-            d_stats = self._critic_update(images[:, micro], labels[:, micro], draws,
-                                          per_example, replicas)
+        critic_draws = [self._draw(step, micro, global_batch, offset, local_batch)
+                        for micro in range(cfg.n_critic)]
+        # G does not change during the n_critic critic updates (SPEC §4), so the fakes of all of
+        # them come from ONE generator call on n_critic x b samples: the same numbers, matmuls
+        # n_critic times taller, and one generator subgraph to trace instead of n_critic.
+        fakes = self.generator([tf.concat([d["z"] for d in critic_draws], 0),
+                                tf.concat([d["fake_labels"] for d in critic_draws], 0)],
+                               training=True)
+        fakes = tf.split(tf.cast(fakes, images.dtype), cfg.n_critic, axis=0)
+        critic_gradients = self._critic_gradients_function(replicas)
+        for micro, (draws, fake) in enumerate(zip(critic_draws, fakes)):
+            gradients, d_stats = critic_gradients(images[:, micro], labels[:, micro], fake,
+                                                  draws, per_example, replicas)
+            self.d_optimizer.apply(self._clip(gradients), self.d_variables)
             for name, value in d_stats.items():
                 stats[name] = stats.get(name, 0.0) + value / cfg.n_critic
 
@@ -245,10 +257,26 @@ class HViTGAN(keras.Model):
             self.trackers[name].update_state(value * scale)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
-    def _critic_update(self, real, labels, draws, per_example, replicas):
+    def _critic_gradients_function(self, replicas):
+        """What computes one critic update's gradients: a nested ``tf.function`` on one device.
+
+        The critic graph (forward, backward and the penalty's double backward) is by far the
+        largest part of the step. As a nested function it is traced once and called n_critic
+        times, instead of being rebuilt by Python n_critic times: the step traces several times
+        faster. Under a multi-replica strategy the loss all-reduces the real scores (drift
+        term), a synchronisation point that TensorFlow refuses inside a nested function, so
+        there the graph stays unrolled (NOTES-KERAS3 §2).
+        """
+        if replicas > 1:
+            return self._critic_gradients
+        if self._traced_critic_gradients is None:
+            self._traced_critic_gradients = tf.function(self._critic_gradients, autograph=False)
+        return self._traced_critic_gradients
+
+    def _critic_gradients(self, real, labels, fake, draws, per_example, replicas):
+        """Gradients of L_D (SPEC §4) w.r.t. ``d_variables`` for one critic micro-batch, and
+        the logged terms (this replica's shares)."""
         cfg = self.train_config
-        fake = self.generator([draws["z"], draws["fake_labels"]], training=True)
-        fake = tf.cast(fake, real.dtype)
         mix = L.interpolate(real, fake, draws["alpha"])
         local = tf.shape(real)[0]
         # Reals and fakes go through A and D as one batch: half the graph, bigger matmuls.
@@ -285,9 +313,7 @@ class HViTGAN(keras.Model):
                 weighted, s = self.d_task_weights([ce_real, ce_fake], num_replicas=replicas)
                 d_loss = adv_d + weighted
         gradients = tape.gradient(d_loss, self.d_variables)
-        self.d_optimizer.apply(self._clip(gradients), self.d_variables)
-
-        return {
+        return gradients, {
             "d_loss": d_loss, "adv_d": adv_d,
             "gp": tf.reduce_sum(gp) * per_example,
             "drift": drift_share,
@@ -301,7 +327,10 @@ class HViTGAN(keras.Model):
 
     def _generator_update(self, draws, per_example, replicas):
         cfg = self.train_config
-        with tf.GradientTape() as tape:
+        # Only G's weights: the critic's weights are read in here too, and an auto-watching tape
+        # would build (dead) weight gradients for them as well.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([v.value for v in self.g_variables])
             fake = self.generator([draws["z"], draws["fake_labels"]], training=True)
             source, logits = self.discriminator(self.augment.apply(fake, draws["aug_fake"]),
                                                 training=True)
@@ -323,3 +352,41 @@ def _correct(labels, logits):
     """Number of correct class-head predictions, float32 scalar."""
     predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
     return tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), tf.float32))
+
+
+# Cost of one iteration in multiples of a forward pass (hvitgan_tf.models.flops), per kind of
+# product. Backpropagation through ``Y = X W`` costs one product for dX and one for dW; through
+# ``q k^T`` or ``P v`` one for each activation operand: 3x the forward either way. The
+# gradient penalty runs the forward (1), the input gradient (dX only: 1 for weight products,
+# 2 for activation products), then differentiates that two-part graph w.r.t. the weights:
+# every product in it gets both operand gradients (2 each). Weight products: 1 + 1 + 2 * 2 = 6;
+# activation products: 1 + 2 + 2 * 3 = 9.
+TRAIN_MULTIPLIER = model_flops.ForwardFlops(3, 3)
+INPUT_GRADIENT_MULTIPLIER = model_flops.ForwardFlops(2, 3)  # D in the generator update
+PENALTY_MULTIPLIER = model_flops.ForwardFlops(6, 9)
+
+
+def _times(multiplier, forward):
+    return (multiplier.weights * forward.weights + multiplier.attention * forward.attention)
+
+
+def iteration_flops(model_config, batch_size, n_critic):
+    """Analytic FLOPs of one ``train_step`` (SPEC §4) with ``batch_size`` images per critic step.
+
+    Per critic step: G forward on the fakes (no gradient), D forward + backward on reals and
+    fakes together (2 x batch), the penalty on the interpolates. Generator update: G forward +
+    backward, D forward + input gradient. Matrix products only, as in
+    :mod:`hvitgan_tf.models.flops`; returns a dict of FLOP counts (ints).
+    """
+    g = model_flops.generator_forward(model_config.generator)
+    d = model_flops.discriminator_forward(model_config.discriminator)
+    critic = batch_size * (g.total + 2 * _times(TRAIN_MULTIPLIER, d)
+                           + _times(PENALTY_MULTIPLIER, d))
+    generator = batch_size * (_times(TRAIN_MULTIPLIER, g) + _times(INPUT_GRADIENT_MULTIPLIER, d))
+    return {
+        "generator_forward_per_image": g.total,
+        "discriminator_forward_per_image": d.total,
+        "critic_step": critic,
+        "generator_step": generator,
+        "iteration": n_critic * critic + generator,
+    }

@@ -23,7 +23,10 @@ def critic_input_gradient_norm(critic_fn, images):
     only on its own image, the gradient of the summed scores is the per-sample gradient.
     The gradient is cast to float32 so a ``mixed_bfloat16`` critic still gets an exact norm.
     """
-    with tf.GradientTape() as tape:
+    # Watch the images only: an enclosing tape differentiates w.r.t. the critic's weights, and
+    # letting this one watch them too would add every weight gradient of the first backward
+    # pass to the graph (dead ops, but traced and optimised on every build of the step).
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(images)
         scores = critic_fn(images)
     gradients = tf.cast(tape.gradient(scores, images), tf.float32)  # [N, H, W, 3]
