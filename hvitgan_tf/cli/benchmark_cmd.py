@@ -21,8 +21,12 @@ def _names(text):
     return [part.strip() for part in str(text or "").split(",") if part.strip()]
 
 
+_SEED_HELP = ("Seed of the --fraction/--limit draw, of the synthetic images and of the first "
+              "repeat (repeat i uses seed + i).")
+
+
 @click.command(cls=TFCommand, context_settings={"show_default": True})
-@data_options
+@data_options(seed_help=_SEED_HELP)
 @click.option("--models", default=DEFAULT_MODELS, metavar="NAMES",
               help="Comma-separated classifiers: resnet34, resnet50_cbam, densenet169, "
                    "hvitgan_head (the GAN discriminator's class head, see --gan-run).")

@@ -36,6 +36,9 @@ def feature_extractor(name: str, batch_size: int):
         raise
 
 
+_SEED_HELP = ("Seed of the --fraction/--limit draw and of the generated (or subsampled) images.")
+
+
 @click.command(cls=TFCommand, context_settings={"show_default": True})
 @click.option("--model", "model", default=None, metavar="SAVED_MODEL",
               help="An exported model: saved_models/NAME (highest version) or a version "
@@ -44,7 +47,7 @@ def feature_extractor(name: str, batch_size: int):
 @click.option("--samples", default=None, type=click.Path(file_okay=False),
               help="A folder of generated images (OUT/<class>/<id>.png, as 'hvitgan-tf "
                    "sample' writes) to score by FID/KID instead of generating.")
-@data_options
+@data_options(seed_help=_SEED_HELP)
 @click.option("--split", type=click.Choice(SPLIT_NAMES), default="test",
               help="The real split to compare with and classify.")
 @click.option("--features", "features", default="inception", metavar="EXTRACTOR",

@@ -23,8 +23,17 @@ _DATA_HELP = ("Where the labelled patches come from: " + " | ".join(SOURCE_FORMS
               + ". 'hvitgan-tf data --help' describes each form.")
 
 
-def data_options(command):
-    """Add ``--data``, ``--data-dir``, ``--fraction``, ``--limit``, ``--seed``, ``--skip-bad``."""
+_SEED_HELP = "Seed of the --fraction/--limit draw (same seed, same subset)."
+
+
+def data_options(command=None, *, seed_help=_SEED_HELP):
+    """Add ``--data``, ``--data-dir``, ``--fraction``, ``--limit``, ``--seed``, ``--skip-bad``.
+
+    Used bare (``@data_options``) or with a command-specific ``--seed`` help
+    (``@data_options(seed_help=...)``) where the seed also drives more than the subset.
+    """
+    if command is None:
+        return lambda cmd: data_options(cmd, seed_help=seed_help)
     options = [
         click.option("--data", "data", default="demo", show_default=True, metavar="SOURCE",
                      help=_DATA_HELP),
@@ -41,7 +50,7 @@ def data_options(command):
                           "PCam paper: --limit 32768 of 262,144). At least one per class; not "
                           "with --fraction."),
         click.option("--seed", type=int, default=0, show_default=True,
-                     help="Seed of the --fraction/--limit draw (same seed, same subset)."),
+                     help=seed_help),
         click.option("--skip-bad", is_flag=True, default=False,
                      help="Leave out unreadable images/records (folder:, tfrecord:) with a "
                           "warning and a count, instead of stopping at the first."),

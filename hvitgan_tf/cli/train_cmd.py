@@ -20,8 +20,12 @@ TRAIN_OPTIONS = {
 DATA_OPTIONS = ("data", "data_dir", "fraction", "limit", "skip_bad")
 
 
+_SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initial weights, "
+              "noise, augmentation and data order (same seed and data, same run).")
+
+
 @click.command(cls=TFCommand, context_settings={"show_default": True})
-@data_options
+@data_options(seed_help=_SEED_HELP)
 @click.option("--preset", default="small", metavar="NAME",
               help="Model size: small (CPU demo, 32 px), pcam96 (the paper's, 96 px), tiny "
                    "(tests). 'hvitgan-tf model summary --preset NAME' describes one.")
