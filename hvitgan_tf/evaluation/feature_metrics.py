@@ -98,7 +98,32 @@ def _fid_from_state(*state) -> np.float64:
 
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
-class FrechetInceptionDistance(keras.metrics.Metric):
+class _RealFakeFeatures:
+    """What FID and KID share: a real side (streamed, or a fixed reference) and a fake side,
+    each fed ``[N, feature_dim]`` features; the subclass says how a side stores them."""
+
+    _feature_dtype = tf.float64  # what update() receives
+
+    @property
+    def has_reference(self) -> bool:
+        return self._reference_fixed
+
+    def update_state(self, real_features=None, fake_features=None):
+        """Add a batch of real and/or generated features (``[N, feature_dim]``, any float)."""
+        if real_features is None and fake_features is None:
+            raise ValueError("update_state needs real_features, fake_features or both")
+        if real_features is not None:
+            if self._reference_fixed:
+                raise ValueError("the real side is a fixed reference; call clear_reference() "
+                                 "before adding real features")
+            self._real.update(_feature_matrix(real_features, self.feature_dim,
+                                              "real_features", self._feature_dtype))
+        if fake_features is not None:
+            self._fake.update(_feature_matrix(fake_features, self.feature_dim,
+                                              "fake_features", self._feature_dtype))
+
+
+class FrechetInceptionDistance(_RealFakeFeatures, keras.metrics.Metric):
     """FID between the real and the generated feature streams (SPEC §9).
 
     Args:
@@ -121,24 +146,6 @@ class FrechetInceptionDistance(keras.metrics.Metric):
         self._reference_fixed = False
         if reference is not None:
             self.set_reference(reference)
-
-    @property
-    def has_reference(self) -> bool:
-        return self._reference_fixed
-
-    def update_state(self, real_features=None, fake_features=None):
-        """Add a batch of real and/or generated features (``[N, feature_dim]``, any float)."""
-        if real_features is None and fake_features is None:
-            raise ValueError("update_state needs real_features, fake_features or both")
-        if real_features is not None:
-            if self._reference_fixed:
-                raise ValueError("the real side is a fixed reference; call clear_reference() "
-                                 "before adding real features")
-            self._real.update(_feature_matrix(real_features, self.feature_dim,
-                                              "real_features", tf.float64))
-        if fake_features is not None:
-            self._fake.update(_feature_matrix(fake_features, self.feature_dim,
-                                              "fake_features", tf.float64))
 
     def result(self):
         state = self._real.variables + self._fake.variables
@@ -275,7 +282,7 @@ class _FeatureSample:
 
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
-class KernelInceptionDistance(keras.metrics.Metric):
+class KernelInceptionDistance(_RealFakeFeatures, keras.metrics.Metric):
     """KID between the real and generated feature streams (SPEC §9).
 
     Keeps a uniform random sample of up to ``max_samples`` feature vectors per side (see
@@ -284,6 +291,8 @@ class KernelInceptionDistance(keras.metrics.Metric):
     (``distances.kernel_inception_distance``). ``seed`` fixes both the stream sample and the
     subsets, so equal inputs give equal results.
     """
+
+    _feature_dtype = tf.float32  # the kept sample is float32
 
     def __init__(self, feature_dim: int, num_subsets: int = 100, subset_size: int = 1000,
                  max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0,
@@ -305,23 +314,6 @@ class KernelInceptionDistance(keras.metrics.Metric):
         self._reference_fixed = False
         if reference is not None:
             self.set_reference(reference)
-
-    @property
-    def has_reference(self) -> bool:
-        return self._reference_fixed
-
-    def update_state(self, real_features=None, fake_features=None):
-        if real_features is None and fake_features is None:
-            raise ValueError("update_state needs real_features, fake_features or both")
-        if real_features is not None:
-            if self._reference_fixed:
-                raise ValueError("the real side is a fixed reference; call clear_reference() "
-                                 "before adding real features")
-            self._real.update(_feature_matrix(real_features, self.feature_dim,
-                                              "real_features", tf.float32))
-        if fake_features is not None:
-            self._fake.update(_feature_matrix(fake_features, self.feature_dim,
-                                              "fake_features", tf.float32))
 
     def _kid_from_state(self, real_rows, real_seen, fake_rows, fake_seen):
         real = real_rows[:min(int(real_seen), self.max_samples)]
