@@ -9,7 +9,7 @@ import math
 import keras
 import tensorflow as tf
 
-LOSS_WEIGHTING_MODES = ("temperature", "kendall", "none")
+from hvitgan_tf.training.config import LOSS_WEIGHTING_MODES
 
 # sqrt(sum(g^2) + eps): a bare sqrt has an infinite derivative at 0 and turns the penalty's
 # second-order gradient into NaN as soon as one sample's input gradient vanishes (SPEC §4).
@@ -70,6 +70,9 @@ class TemperatureWeightedLoss(keras.layers.Layer):
     """
 
     def __init__(self, task_names, mode="temperature", **kwargs):
+        # Losses and temperatures stay float32 under mixed precision: exp(-s) * CE in bfloat16
+        # would round the weights, and the losses arrive in float32 from the float32 heads.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if mode not in LOSS_WEIGHTING_MODES:
             raise ValueError(
