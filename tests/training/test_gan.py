@@ -78,3 +78,58 @@ def test_kendall_with_weighted_adversarial_terms_trains_the_extra_weights(
              for p in model.d_task_weights.task_params + model.g_task_weights.task_params]
     assert all(moved)
     assert all(np.isfinite(v) for v in logs.values())
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("weighting", ["temperature", "kendall"])
+def test_mixed_bfloat16_iterations_train_with_float32_weights_and_losses(
+        mixed_bfloat16, array_source, tiny_model_config, tiny_train_config, weighting):
+    config = tiny_train_config.replace(mixed_precision=True, loss_weighting=weighting,
+                                       diffaug="color")
+    model, before, logs = _train(array_source, tiny_model_config, config, 2)
+    assert model.generator.compute_dtype == "bfloat16"
+    assert all(w.dtype == "float32" for w in model.generator.weights
+               + model.discriminator.weights + model.d_task_weights.weights)
+    assert all(_changed(before["g"], model.generator.trainable_weights))
+    assert all(_changed(before["d"], model.discriminator.trainable_weights))
+    assert all(np.isfinite(v) for v in logs.values())
+    start = 0.0 if weighting == "temperature" else np.log(np.e - 1.0)
+    assert all(abs(float(p.numpy()) - start) > 1e-6 for p in model.d_task_weights.task_params)
+    # The generator's output and both heads stay float32 (SPEC §2, §3).
+    z = tf.zeros([2, tiny_model_config.latent_dim])
+    images = model.generator([z, tf.constant([0, 1])])
+    source, logits = model.discriminator(images)
+    assert (images.dtype, source.dtype, logits.dtype) == (tf.float32,) * 3
+
+
+def test_an_xla_compiled_iteration_computes_what_the_graph_iteration_computes(
+        array_source, tiny_model_config, tiny_train_config):
+    # `hvitgan-tf train` compiles the step with XLA by default (--jit).
+    config = tiny_train_config.replace(batch_size=2, n_critic=1, diffaug="color")
+    results, initial = [], None
+    for jit in (False, True):
+        model = HViTGAN(tiny_model_config, config.replace(jit=jit), array_source.class_counts())
+        model.compile(jit_compile=jit)
+        stream = make_training_stream(
+            tf.distribute.get_strategy(),
+            training_examples(array_source, tiny_model_config.image_size, config.seed),
+            batch_size=config.batch_size, n_critic=config.n_critic)
+        if initial is None:
+            initial = model.get_weights()
+        else:
+            model.set_weights(initial)
+        history = model.fit(stream, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+        results.append((model.get_weights(), {k: v[-1] for k, v in history.history.items()}))
+    (plain, plain_logs), (xla, xla_logs) = results
+    # Same random numbers (integer Philox draws, int32 seeds), so only rounding differs.
+    for key in METRIC_NAMES:
+        assert xla_logs[key] == pytest.approx(plain_logs[key], rel=1e-4, abs=1e-5), key
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(plain, xla)) < 1e-4
