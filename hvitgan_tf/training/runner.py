@@ -32,7 +32,7 @@ from hvitgan_tf.training.config import STREAM_FIELDS, TrainConfig
 from hvitgan_tf.training.data_stream import (make_training_stream, steps_per_epoch,
                                              training_examples)
 from hvitgan_tf.training.gan import HViTGAN
-from hvitgan_tf.training.strategy import is_chief, select_strategy
+from hvitgan_tf.training.strategy import is_chief, select_strategy, shared_storage_hint
 
 RUN_FILE = "run.json"
 
@@ -64,7 +64,8 @@ def load_run(run_dir):
     """``(ModelConfig, TrainConfig, data_info)`` saved in a run folder."""
     path = run_file(run_dir)
     if not os.path.exists(path):
-        raise UserError(f"{run_dir} is not an hvitgan-tf run folder (no {RUN_FILE})")
+        raise UserError(f"{run_dir} is not an hvitgan-tf run folder (no {RUN_FILE})."
+                        + shared_storage_hint())
     record = read_json(path)
     return (ModelConfig.from_dict(record["model"]), TrainConfig.from_dict(record["train"]),
             record["data"])
@@ -140,7 +141,8 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
         check_resume(run_dir, model_config, train_config, data_info)
         start = checkpoints.read_record(run_dir, "last")
         if start is None:
-            raise UserError(f"--resume: {run_dir} has no checkpoint to resume from")
+            raise UserError(f"--resume: {run_dir} has no checkpoint to resume from."
+                            + shared_storage_hint())
     elif os.path.exists(checkpoints.folder(run_dir)) and os.listdir(checkpoints.folder(run_dir)):
         raise UserError(f"{run_dir} already holds a training run; pass --resume to continue "
                         f"it or choose another --out folder")
@@ -151,7 +153,7 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
     chief = is_chief(strategy)
     jit = train_config.jit
     if jit and strategy.num_replicas_in_sync > 1:
-        print("note: --jit is ignored under a multi-device strategy (XLA cannot place "
+        print("note: XLA (--jit) is off under a multi-device strategy (it cannot place "
               "variables of other replicas; NOTES-KERAS3 §5)", file=sys.stderr)
         jit = False
 
@@ -255,7 +257,21 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
     )
     if export is not None and chief:
         info.export_dir = export(run_dir)
+    if kind == "multi_worker":
+        # Workers leave together: one that exits while the chief still saves or exports makes
+        # the chief's coordination service report the lost worker as an error.
+        _barrier(strategy)
     return info
+
+
+def _barrier(strategy):
+    """Return only when every worker of ``strategy`` has reached this point."""
+    @tf.function
+    def all_reduce_one():
+        one = strategy.run(lambda: tf.ones([]))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, one, axis=None)
+
+    all_reduce_one()
 
 
 def _segments(start_iteration, total, per_epoch):

@@ -22,6 +22,14 @@ def _cluster_size():
     return sum(len(tasks) for tasks in cluster.values())
 
 
+def shared_storage_hint():
+    """A sentence for errors about a missing run folder when several hosts train together."""
+    if _cluster_size() > 1:
+        return (" With several hosts (TF_CONFIG) every worker must see the same run folder: "
+                "put --out on storage they all mount (NFS, a shared disk, or gs://...).")
+    return ""
+
+
 def select_strategy(name="auto", devices=None):
     """Return ``(strategy, kind)`` with ``kind`` in default/mirrored/multi_worker/tpu.
 

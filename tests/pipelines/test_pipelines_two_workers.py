@@ -35,6 +35,11 @@ def test_two_cli_workers_train_one_run_that_only_the_chief_writes_and_exports(tm
     assert os.listdir(export_dir / "hvitgan") == ["1"]
     assert "[worker 0] exported:" in result.stdout
     assert "[worker 1] exported:" not in result.stdout
+    assert "[worker 1] checkpoint:" not in result.stdout
+    assert "[worker 1] this worker computed and synchronised" in result.stdout
+    # The workers leave together (a barrier after the chief's export), so the chief's
+    # coordination service never sees a worker vanish.
+    assert "CoordinationServiceError" not in result.stdout
 
 
 def test_print_commands_gives_each_host_its_tf_config(capsys):

@@ -10,7 +10,7 @@ import tensorflow as tf
 from conftest import ArraySource, make_arrays
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.training import checkpoints
-from hvitgan_tf.training.runner import TrainingDiverged, _segments, train
+from hvitgan_tf.training.runner import TrainingDiverged, _segments, load_run, train
 
 
 def _weights(path):
@@ -125,3 +125,15 @@ def test_nan_in_the_data_stops_training_and_keeps_the_last_good_checkpoint(
     assert record["iteration"] == 3
     state = _weights(record["path"])
     assert all(np.all(np.isfinite(v)) for v in state.values() if v.dtype.kind == "f")
+
+
+def test_a_worker_that_cannot_see_the_run_folder_is_told_to_share_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({
+        "cluster": {"worker": ["host-a:2222", "host-b:2222"]},
+        "task": {"type": "worker", "index": 1}}))
+    with pytest.raises(UserError, match="every worker must see the same run folder"):
+        load_run(str(tmp_path / "missing"))
+    monkeypatch.delenv("TF_CONFIG")
+    with pytest.raises(UserError) as error:
+        load_run(str(tmp_path / "missing"))
+    assert "every worker" not in str(error.value)
