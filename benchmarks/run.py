@@ -1,15 +1,16 @@
 """How fast hvitgan-tf trains and samples, measured against this machine's own limit.
 
-    python benchmarks/run.py                                  # tiny, small, pcam96 at batch 12
+    python benchmarks/run.py                         # tiny, small, pcam96 at batch 12; graph + XLA
     python benchmarks/run.py --presets small --batch-sizes 8 16 --repeats 5 --json out.json
-    python benchmarks/run.py --presets pcam96 --mixed-precision      # bfloat16 variant
-    python benchmarks/run.py --presets small --jit                   # XLA variant
+    python benchmarks/run.py --presets pcam96 --variants graph xla bf16 xla-bf16
 
 Prints a short table on stdout and the full results as one JSON document (``--json FILE`` also
 writes it to a file). Every row is measured in a child process of its own, so its peak memory
 is that of one training process and no row inherits another's caches.
 
-Per preset and batch size:
+Per preset, batch size and variant (``graph``: a ``tf.function``; ``xla``: compiled with XLA,
+what ``hvitgan-tf train`` does by default; ``bf16`` / ``xla-bf16``: the same under
+``mixed_bfloat16``):
 
 * ``flops``: analytic FLOPs (``hvitgan_tf.models.flops`` and
   ``hvitgan_tf.training.gan.iteration_flops``) of one generator forward, one discriminator
@@ -54,6 +55,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 GIB = 1024 ** 3
+VARIANTS = {"graph": (), "xla": ("jit",), "bf16": ("mixed-precision",),
+            "xla-bf16": ("jit", "mixed-precision")}
 
 
 def _rss_gib():
@@ -229,18 +232,20 @@ def child(args):
 
 
 def _table(results, ceiling):
-    header = (f"{'preset':8} {'batch':>5} {'GFLOP/it':>9} {'s/it':>8} {'GFLOP/s':>8} "
+    header = (f"{'preset':8} {'batch':>5} {'variant':8} {'GFLOP/it':>9} {'s/it':>8} {'GFLOP/s':>8} "
               f"{'ceil%':>6} {'RSS GiB':>8} {'pipe img/s':>10} {'step img/s':>10} "
               f"{'gen s/1k':>9} {'gen ceil%':>9} {'e2e s/1k':>9} {'writer%':>8}")
     lines = [f"matmul ceiling: {ceiling:.1f} GFLOP/s", header]
     for r in results:
         if "error" in r:
-            lines.append(f"{r['preset']:8} {r['batch_size']:>5} failed: {r['error']}")
+            lines.append(f"{r['preset']:8} {r['batch_size']:>5} {r['variant']:8} failed: "
+                         f"{r['error']}")
             continue
         s = r.get("sampling") or {}
         gen_ratio = (100 * s["generate_gflop_per_s"] / ceiling) if s else float("nan")
         lines.append(
-            f"{r['preset']:8} {r['batch_size']:>5} {r['flops']['iteration'] / 1e9:>9.1f} "
+            f"{r['preset']:8} {r['batch_size']:>5} {r['variant']:8} "
+            f"{r['flops']['iteration'] / 1e9:>9.1f} "
             f"{r['train']['s_per_iteration']:>8.3f} {r['train']['gflop_per_s']:>8.1f} "
             f"{100 * r['train']['of_ceiling']:>6.1f} {r['peak_rss_gib']:>8.2f} "
             f"{r['input_pipeline_images_per_s']:>10.0f} "
@@ -258,26 +263,32 @@ def parent(args):
     ceiling = matmul_ceiling(size=args.matmul_size, seconds=args.matmul_seconds)
     print(f"matmul ceiling {ceiling:.1f} GFLOP/s", file=sys.stderr)
     results = []
-    for name in args.presets:
-        for batch in args.batch_sizes:
-            command = [sys.executable, os.path.abspath(__file__), "--child-preset", name,
-                       "--child-batch", str(batch)] + _passthrough(args)
-            print(f"{name} batch {batch} ...", file=sys.stderr, flush=True)
-            began = time.perf_counter()
-            done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-            if done.returncode or not lines:
-                results.append({"preset": name, "batch_size": batch,
-                                "error": f"child exited with {done.returncode}"})
-                continue
-            row = json.loads(lines[-1])
-            row["train"]["of_ceiling"] = round(row["train"]["gflop_per_s"] / ceiling, 4)
-            if "sampling" in row:
-                row["sampling"]["generate_of_ceiling"] = round(
-                    row["sampling"]["generate_gflop_per_s"] / ceiling, 4)
-            row["wall_s"] = round(time.perf_counter() - began, 1)
-            print(json.dumps(row), file=sys.stderr, flush=True)
-            results.append(row)
+    runs = [(name, batch, variant) for name in args.presets for batch in args.batch_sizes
+            for variant in args.variants]
+    for name, batch, variant in runs:
+        command = [sys.executable, os.path.abspath(__file__), "--child-preset", name,
+                   "--child-batch", str(batch)] + _passthrough(args)
+        command += [f"--{flag}" for flag in VARIANTS[variant]]
+        if variant != args.variants[0]:
+            command.append("--no-sampling")  # the export does not depend on the variant
+        print(f"{name} batch {batch} {variant} ...", file=sys.stderr, flush=True)
+        began = time.perf_counter()
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+        if done.returncode or not lines:
+            results.append({"preset": name, "batch_size": batch, "variant": variant,
+                            "error": f"child exited with {done.returncode}"})
+            continue
+        row = json.loads(lines[-1])
+        row["variant"] = variant
+        row["train"]["of_ceiling"] = round(row["train"]["gflop_per_s"] / ceiling, 4)
+        if "sampling" in row:
+            row["sampling"]["generate_of_ceiling"] = round(
+                row["sampling"]["generate_gflop_per_s"] / ceiling, 4)
+        row["wall_s"] = round(time.perf_counter() - began, 1)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        results.append(row)
+    ceiling_after = matmul_ceiling(size=args.matmul_size, seconds=args.matmul_seconds)
     document = {
         "benchmark": "run",
         "tensorflow": tf.__version__,
@@ -285,9 +296,14 @@ def parent(args):
                     "devices": [d.device_type for d in tf.config.list_physical_devices()],
                     "load_average": [round(x, 2) for x in os.getloadavg()]},
         "matmul_ceiling_gflop_per_s": round(ceiling, 2),
+        "matmul_ceiling_after_gflop_per_s": round(ceiling_after, 2),
         "results": results,
+        "speedups": _speedups(results, args.variants[0]),
     }
     print(_table(results, ceiling))
+    for key, ratio in document["speedups"].items():
+        print(f"{key}: {ratio:.2f}x")
+    print(f"matmul ceiling again at the end: {ceiling_after:.1f} GFLOP/s")
     text = json.dumps(document, indent=2)
     print(text)
     if args.json:
@@ -298,14 +314,26 @@ def parent(args):
     return 1 if any("error" in r for r in results) else 0
 
 
+def _speedups(results, baseline):
+    """``{"small b12: xla vs graph": seconds ratio}`` for every variant against the first."""
+    base = {(r["preset"], r["batch_size"]): r["train"]["s_per_iteration"]
+            for r in results if r.get("variant") == baseline and "train" in r}
+    out = {}
+    for r in results:
+        key = (r["preset"], r["batch_size"])
+        if r.get("variant") != baseline and "train" in r and key in base:
+            out[f"{key[0]} b{key[1]}: {r['variant']} vs {baseline}"] = round(
+                base[key] / r["train"]["s_per_iteration"], 3)
+    return out
+
+
 def _passthrough(args):
     out = ["--n-critic", str(args.n_critic), "--warmup", str(args.warmup),
            "--repeats", str(args.repeats), "--sample-batch", str(args.sample_batch),
            "--sample-num", str(args.sample_num),
            "--pipeline-seconds", str(args.pipeline_seconds)]
-    for flag in ("jit", "mixed_precision", "no_sampling"):
-        if getattr(args, flag):
-            out.append("--" + flag.replace("_", "-"))
+    if args.no_sampling:
+        out.append("--no-sampling")
     return out
 
 
@@ -317,8 +345,10 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations after the "
                         "first call")
     parser.add_argument("--repeats", type=int, default=5, help="timed iterations (median)")
-    parser.add_argument("--jit", action="store_true", help="XLA-compile the training step")
-    parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16")
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS),
+                        default=["graph", "xla"], help="training step variants to compare")
+    parser.add_argument("--jit", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mixed-precision", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-sampling", action="store_true")
     parser.add_argument("--sample-batch", type=int, default=64)
     parser.add_argument("--sample-num", type=int, default=1000,

@@ -34,8 +34,9 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its last checkpoint. Options you do not "
                    "give are taken from the saved run; a different model is refused.")
-@click.option("--epochs", type=click.IntRange(min=1), default=40,
-              help="Passes over the training split.")
+@click.option("--epochs", type=click.IntRange(min=1), default=15,
+              help="Passes over the training split. The default suits the demo (about 6 "
+                   "minutes on 2 CPU cores); a PCam model needs hundreds, on a GPU.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Stop after this many iterations in total (overrides --epochs).")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
@@ -158,7 +159,8 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
             from hvitgan_tf.export import export_run
             return export_run(folder, export_dir=export_dir, name=name)
 
-    click.echo(_headline(source, model_config, train_config, run_dir, resume))
+    xla = train_config.jit and strategy[0].num_replicas_in_sync == 1
+    click.echo(_headline(source, model_config, run_dir, resume, xla))
     info = run_training(run_dir, source, model_config, train_config, resume=resume,
                         data_info=data_info, export=exporter, strategy=strategy,
                         fid_selection=fid_selection)
@@ -206,8 +208,10 @@ def _saved_fid_selection(run_dir):
     return read_json(run_file(run_dir)).get("fid_selection", {})
 
 
-def _headline(source, model_config, train_config, run_dir, resume):
+def _headline(source, model_config, run_dir, resume, xla):
     verb = "resuming" if resume else "training"
     return (f"{verb} {model_config.preset} ({model_config.image_size} px, "
             f"{model_config.num_classes} classes: {', '.join(source.class_names)}) on "
-            f"{source.spec} ({source.num_examples('train')} training patches) -> {run_dir}")
+            f"{source.spec} ({source.num_examples('train')} training patches) -> {run_dir}"
+            + ("\nthe first step compiles the training step with XLA (a minute or two on a "
+               "CPU; --no-jit starts sooner but runs slower)" if xla else ""))
