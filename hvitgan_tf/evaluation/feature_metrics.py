@@ -97,7 +97,6 @@ def _fid_from_state(*state) -> np.float64:
     return np.float64(frechet_distance(real_mean, real_cov, fake_mean, fake_cov))
 
 
-@keras.saving.register_keras_serializable(package="hvitgan_tf")
 class _RealFakeFeatures:
     """What FID and KID share: a real side (streamed, or a fixed reference) and a fake side,
     each fed ``[N, feature_dim]`` features; the subclass says how a side stores them."""
@@ -123,6 +122,7 @@ class _RealFakeFeatures:
                                               "fake_features", self._feature_dtype))
 
 
+@keras.saving.register_keras_serializable(package="hvitgan_tf")
 class FrechetInceptionDistance(_RealFakeFeatures, keras.metrics.Metric):
     """FID between the real and the generated feature streams (SPEC §9).
 
