@@ -60,10 +60,11 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
               help="Ablation: plain LayerNorm instead of conditional LN; the label enters only "
                    "at the input projection.")
 @click.option("--mixed-precision", is_flag=True, help="Train in mixed_bfloat16.")
-@click.option("--jit/--no-jit", default=True,
-              help="Compile the training step with XLA (one device only): 1.6-1.9x faster "
-                   "iterations on CPU after a longer first step (about 1.5 min for the small "
-                   "preset); --no-jit uses less memory (benchmarks/run.py).")
+@click.option("--jit/--no-jit", default=False,
+              help="Compile the training step with XLA (one device only). Measured on a "
+                   "2-core CPU (benchmarks/run.py): pcam96 iterations 1.23x faster but 2 GiB "
+                   "more memory, small no faster, and a first step 1.5-3 min longer. Same "
+                   "random numbers either way.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto",
               help="auto: several hosts from TF_CONFIG, a TPU, several GPUs, or one device.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=100,
@@ -213,5 +214,5 @@ def _headline(source, model_config, run_dir, resume, xla):
     return (f"{verb} {model_config.preset} ({model_config.image_size} px, "
             f"{model_config.num_classes} classes: {', '.join(source.class_names)}) on "
             f"{source.spec} ({source.num_examples('train')} training patches) -> {run_dir}"
-            + ("\nthe first step compiles the training step with XLA (a minute or two on a "
-               "CPU; --no-jit starts sooner but runs slower)" if xla else ""))
+            + ("\nthe first step compiles the training step with XLA (--jit): a few minutes "
+               "on a CPU" if xla else ""))

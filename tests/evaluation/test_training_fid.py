@@ -166,7 +166,7 @@ def test_train_cli_selects_by_fid_and_the_export_uses_best(tmp_path, tiny_saved_
     run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
     result = CliRunner().invoke(cli, [
         "train", "--preset", "tiny", "--limit", "64", "--steps", "4", "--steps-per-epoch", "1",
-        "--batch-size", "4", "--n-critic", "1", "--diffaug", "color", "--no-jit",
+        "--batch-size", "4", "--n-critic", "1", "--diffaug", "color",
         "--checkpoint-every", "1", "--fid-every", "2",
         "--fid-features", f"classifier:{gan_export}", "--fid-samples", "24",
         "--out", str(run_dir), "--export-dir", str(export_dir)])

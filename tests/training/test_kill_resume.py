@@ -13,7 +13,7 @@ def _train_command(run_dir, *extra):
     # 64 demo patches, batch 4, n_critic 2 -> 8 iterations per epoch.
     return [sys.executable, "-m", "hvitgan_tf.cli.main", "train", "--preset", "tiny",
             "--limit", "64", "--batch-size", "4", "--n-critic", "2", "--epochs", "2",
-            "--checkpoint-every", "2", "--diffaug", "color", "--no-export", "--no-jit",
+            "--checkpoint-every", "2", "--diffaug", "color", "--no-export",
             "--out", str(run_dir), *extra]
 
 
