@@ -324,3 +324,25 @@ class DataSource(abc.ABC):
     def __repr__(self):
         return (f"{type(self).__name__}(spec={self.spec!r}, classes={self.class_names}, "
                 f"native_image_size={self.native_image_size})")
+
+
+class InMemorySource(DataSource):
+    """A source whose every image is one NumPy array in memory, split by ``_split_all``
+    (the built-in ``demo`` and ``glyphs`` sets)."""
+
+    def __init__(self, spec: str, class_names: Sequence[str], images: np.ndarray,
+                 labels: np.ndarray, *, split_fractions, split_seed: int = 0, **kwargs):
+        self._images = images  # uint8 [N, H, W, 3]
+        super().__init__(spec, class_names, images.shape[1],
+                         split_rule=split_rule_text(split_fractions, split_seed), **kwargs)
+        self._splits = self._split_all(labels, split_fractions, split_seed)
+
+    def _build_index(self, split: str) -> SplitIndex:
+        return self._splits[split]
+
+    def _read(self, index: SplitIndex, shuffle: bool, seed: int,
+              repeat: bool = False) -> tf.data.Dataset:
+        images = tf.constant(self._images)
+        return self._positions_dataset(index, shuffle, seed, repeat).map(
+            lambda position, label: (tf.gather(images, position), label),
+            num_parallel_calls=AUTOTUNE, deterministic=True)

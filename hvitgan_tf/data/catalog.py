@@ -23,8 +23,8 @@ def open_source(spec: str = "demo", *, data_dir: Optional[str] = None,
     ``fraction`` (in (0, 1]) or ``limit`` (a count), not both, with ``seed`` draw a stratified,
     reproducible subset of the training split; validation and test are used whole.
     ``split_fractions`` and ``split_seed`` set the stratified train/validation/test split of
-    sources that have none (demo, folder, tfrecord); the split seed is separate from ``seed`` so
-    repeats with different subset seeds are evaluated on the same test patches.
+    sources that have none (demo, glyphs, folder, tfrecord); the split seed is separate from
+    ``seed`` so repeats with different subset seeds are evaluated on the same test patches.
     ``data_dir`` is TFDS's data directory (``tfds:`` only). ``skip_bad`` leaves out unreadable
     images and records (folder, tfrecord) instead of failing, and counts them in
     ``source.skipped``.
@@ -44,6 +44,9 @@ def open_source(spec: str = "demo", *, data_dir: Optional[str] = None,
     if kind == "demo":
         from hvitgan_tf.data.demo import DemoSource
         source = DemoSource(spec, **split, **subset)
+    elif kind == "glyphs":
+        from hvitgan_tf.data.glyphs import GlyphSource
+        source = GlyphSource(spec, **split, **subset)
     elif kind == "tfds":
         from hvitgan_tf.data.tfds_pcam import TFDSPatchCamelyonSource
         source = TFDSPatchCamelyonSource(spec, argument, data_dir, **subset)

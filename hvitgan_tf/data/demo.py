@@ -25,9 +25,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import tensorflow as tf
 
-from hvitgan_tf.data.base import AUTOTUNE, DataSource, SplitIndex, split_rule_text
+from hvitgan_tf.data.base import InMemorySource
 
 PATCH_SIZE = 48
 STRIDE = 16
@@ -60,31 +59,20 @@ def demo_patches():
     return patches, labels, fraction
 
 
-class DemoSource(DataSource):
+class DemoSource(InMemorySource):
     """The built-in demo (see the module docstring for the patch grid and labelling rule)."""
 
     kind = "demo"
 
     def __init__(self, spec="demo", *, split_fractions, split_seed=0, **subset):
-        self._patches, labels, _ = demo_patches()
+        patches, labels, _ = demo_patches()
         super().__init__(
-            spec, CLASS_NAMES, PATCH_SIZE,
+            spec, CLASS_NAMES, patches, labels,
+            split_fractions=split_fractions, split_seed=split_seed,
             description=(f"{len(labels)} patches of {PATCH_SIZE} px (stride {STRIDE}) cut from "
                          "skimage.data.immunohistochemistry(); dab_positive = at least "
                          f"{POSITIVE_AREA_FRACTION:.0%} of pixels with rgb2hed DAB > "
                          f"{DAB_PIXEL_THRESHOLD}"),
             location="skimage.data.immunohistochemistry()",
-            split_rule=split_rule_text(split_fractions, split_seed),
             **subset,
         )
-        self._splits = self._split_all(labels, split_fractions, split_seed)
-
-    def _build_index(self, split: str) -> SplitIndex:
-        return self._splits[split]
-
-    def _read(self, index: SplitIndex, shuffle: bool, seed: int,
-              repeat: bool = False) -> tf.data.Dataset:
-        patches = tf.constant(self._patches)  # [900, 48, 48, 3] uint8, 6 MB
-        return self._positions_dataset(index, shuffle, seed, repeat).map(
-            lambda position, label: (tf.gather(patches, position), label),
-            num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -15,6 +15,7 @@ from hvitgan_tf.errors import UserError
 #: form -> one-line description; the order is the order shown in help texts and errors.
 SOURCE_FORMS = {
     "demo": "built-in IHC patches from scikit-image: dab_negative / dab_positive (default)",
+    "glyphs": "built-in digits 0-9 rendered from matplotlib's fonts (10 classes, 32 px)",
     "tfds:patch_camelyon": "PatchCamelyon from an existing TensorFlow Datasets copy (--data-dir)",
     "pcam-h5:DIR": "PCam's camelyonpatch_level_2_split_*_{x,y}.h5 files (gunzipped), streamed",
     "folder:DIR": "one sub-folder of PNG/JPEG/TIFF images per class",
@@ -28,6 +29,8 @@ SPLIT_NAMES = ("train", "validation", "test")
 DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
 _PREFIXES = ("tfds", "pcam-h5", "folder", "tfrecord")
+#: Sources that ship with the package (no location to give).
+BUILT_IN = ("demo", "glyphs")
 
 
 class DataError(UserError, ValueError):
@@ -42,14 +45,14 @@ def source_forms_text() -> str:
 def parse_source_spec(spec: str) -> Tuple[str, str]:
     """Split ``spec`` into ``(kind, argument)``: ``"folder:/x"`` -> ``("folder", "/x")``.
 
-    ``kind`` is one of ``demo``, ``tfds``, ``pcam-h5``, ``folder``, ``tfrecord``. Paths get ``~``
-    expanded. Anything else raises a ``DataError`` that lists the valid forms.
+    ``kind`` is one of ``demo``, ``glyphs``, ``tfds``, ``pcam-h5``, ``folder``, ``tfrecord``.
+    Paths get ``~`` expanded. Anything else raises a ``DataError`` that lists the valid forms.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"empty data source; use one of: {source_forms_text()}")
     spec = spec.strip()
-    if spec == "demo":
-        return "demo", ""
+    if spec in BUILT_IN:
+        return spec, ""
     prefix, sep, argument = spec.partition(":")
     if sep and prefix in _PREFIXES:
         if not argument:
