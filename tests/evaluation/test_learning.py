@@ -1,0 +1,104 @@
+"""The learning numbers: each must tell a generator that copies the data from one that collapses."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hvitgan_tf.data import open_source
+from hvitgan_tf.evaluation.learning import (RealReference, ReferenceClassifier, class_diversity,
+                                            mean_pairwise_distance, measure, real_arrays,
+                                            sample_grid)
+from hvitgan_tf.models import build_discriminator, preset
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = 32
+
+
+def test_mean_pairwise_distance_and_class_diversity():
+    assert mean_pairwise_distance(np.array([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)
+    points = np.array([[0.0], [1.0], [3.0]])  # pairs: 1, 3, 2
+    assert mean_pairwise_distance(points) == pytest.approx(2.0)
+    assert np.isnan(mean_pairwise_distance(points[:1]))
+    labels = np.array([0, 0, 1, 1])
+    features = np.array([[0.0], [2.0], [5.0], [5.0]])
+    assert class_diversity(features, labels, 2) == [pytest.approx(2.0), pytest.approx(0.0)]
+
+
+class _Config:
+    latent_dim = 8
+
+
+class _CopyingGenerator:
+    """Returns real images of the asked class, picked by the noise: as good as a GAN gets."""
+
+    config = _Config()
+
+    def __init__(self, images, labels, collapse=False):
+        self.by_class = [images[labels == c] for c in range(int(labels.max()) + 1)]
+        self.collapse = collapse
+
+    def __call__(self, inputs, training=False):
+        z, y = (np.asarray(t) for t in inputs)
+        out = []
+        for noise, label in zip(z, y):
+            pool = self.by_class[label]
+            index = 0 if self.collapse else int(abs(noise[0]) * 1e4) % len(pool)
+            out.append(pool[index])
+        return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def demo_reference():
+    source = open_source("demo")
+    judge = ReferenceClassifier.train(source, SIZE, epochs=3, seed=0, log=lambda *_: None)
+    return source, judge, RealReference.build(source, SIZE, judge)
+
+
+def test_the_numbers_separate_copying_from_collapse(demo_reference):
+    source, judge, reference = demo_reference
+    assert judge.validation_accuracy > 0.8  # the demo's classes differ by stain colour
+    images, labels = real_arrays(source, "train", SIZE)
+    discriminator = build_discriminator(preset("tiny", 2).replace(image_size=SIZE).discriminator)
+
+    good = measure(_CopyingGenerator(images, labels), discriminator, reference,
+                   samples_per_class=40)
+    bad = measure(_CopyingGenerator(images, labels, collapse=True), discriminator, reference,
+                  samples_per_class=40)
+    assert good["conditioning_accuracy"] > 0.8
+    assert 0.7 < good["diversity"] < 1.3 and bad["diversity"] == pytest.approx(0.0, abs=1e-6)
+    assert good["fid"] < bad["fid"] and good["kid"] < bad["kid"]
+    assert 0.8 < good["pixel_std_ratio"] < 1.2
+    assert good["noise_effect"] > 0.05 and bad["noise_effect"] == 0.0
+    assert good["label_effect"] > 0.05
+    assert 0.0 <= good["d_head_accuracy"] <= 1.0
+    assert len(good["conditioning_accuracy_per_class"]) == 2
+
+
+def test_sample_grid_has_a_row_per_class(demo_reference):
+    source, _, _ = demo_reference
+    images, labels = real_arrays(source, "validation", SIZE)
+    grid = sample_grid(_CopyingGenerator(images, labels), source.class_names, per_class=3)
+    assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[1] > 3 * SIZE
+
+
+def test_learning_benchmark_runs_end_to_end(tmp_path):
+    out = tmp_path / "learning"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "learning.py"), "--data", "demo",
+         "--preset", "tiny", "--iterations", "2", "--every", "1", "--samples-per-class", "10",
+         "--judge-epochs", "1", "--judge-cache", "", "--set", "batch_size=4",
+         "--set", "n_critic=1", "--set", "diffaug=none", "--out", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "learning.json").read_text())
+    assert [r["iteration"] for r in report["records"]] == [0, 1, 2]
+    assert report["train"]["batch_size"] == 4 and report["train"]["total_steps"] == 2
+    assert set(report["summary"]) >= {"conditioning_accuracy", "fid", "diversity",
+                                      "d_head_accuracy", "fid_ratio_to_first"}
+    for name in ("grid_00000.png", "grid_00002.png", "curves.png", "progress.png"):
+        assert (out / name).stat().st_size > 0
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["summary"]["iteration"] == 2
