@@ -72,10 +72,19 @@ class GeneratorConfig:
     class_embed_dim: int = 128  # assumed
     class_projection: bool = True  # False: plain LN, the label enters only at the input
     layer_norm_epsilon: float = 1e-6
+    # Token width of each stage. None: SPEC's C, C, C/4, C/16 (each pixel shuffle divides by
+    # 4, nothing else). Explicit widths (stage 1 must be C) put a learned projection to 4x the
+    # stage's width before a pixel shuffle whose input is not already that wide.
+    widths: Optional[Tuple[int, ...]] = None
 
     def __post_init__(self):
         for name in ("depth", "num_heads", "window_size"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name), NUM_STAGES, name))
+        if self.widths is not None:
+            if not isinstance(self.widths, (list, tuple)):
+                raise ConfigError(f"widths needs {NUM_STAGES} values (one per stage), got "
+                                  f"{self.widths!r}")
+            object.__setattr__(self, "widths", _as_tuple(self.widths, NUM_STAGES, "widths"))
         self.validate()
 
     # -- derived geometry ------------------------------------------------------------------
@@ -90,7 +99,10 @@ class GeneratorConfig:
 
     @property
     def stage_widths(self) -> Tuple[int, ...]:
-        """Token width in each stage: C (bicubic keeps it), then /4 per pixel shuffle."""
+        """Token width in each stage: C (bicubic keeps it), then /4 per pixel shuffle, unless
+        ``widths`` sets them."""
+        if self.widths is not None:
+            return tuple(self.widths)
         c = self.embed_dim
         return (c, c // 4, c // 16, c // 64)
 
@@ -107,7 +119,14 @@ class GeneratorConfig:
                 f"got {self.image_size}"
             )
         _require_int("embed_dim", self.embed_dim)
-        if self.embed_dim % 64:
+        if self.widths is not None:
+            for k, width in enumerate(self.widths):
+                _require_int(f"widths[{k}]", width)
+            if self.widths[0] != self.embed_dim:
+                raise ConfigError(f"widths[0] must equal embed_dim={self.embed_dim} (stage 1 "
+                                  f"upsamples bicubically and keeps the width), got "
+                                  f"{self.widths[0]}")
+        elif self.embed_dim % 64:
             raise ConfigError(
                 f"embed_dim must be divisible by 64 (each of the three pixel shuffles divides the "
                 f"width by 4: {self.embed_dim} -> {self.embed_dim / 4:g} -> "

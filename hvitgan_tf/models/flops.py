@@ -74,6 +74,9 @@ def generator_forward(cfg: GeneratorConfig) -> ForwardFlops:
         if k == 0:  # bicubic x2 as A X then A X again, A [2g, g]: 12 g^3 C
             total += ForwardFlops(12 * grid_in ** 3 * width_in, 0)
         grid, width = cfg.stage_grids[k], cfg.stage_widths[k]
+        shuffled = width_in // 4 if k else width_in  # what the upsampler alone would give
+        if width != shuffled:  # GeneratorStage.expand: to 4 x width before the shuffle
+            total += dense(grid_in * grid_in, width_in, 4 * width if k else width)
         tokens = grid * grid
         window = tokens if cfg.window_size[k] is None else cfg.window_size[k] ** 2
         total += cfg.depth[k] * encoder_block(tokens, width, cfg.mlp_ratio, window)

@@ -39,7 +39,7 @@ class GeneratorStage(keras.layers.Layer):
     """
 
     def __init__(self, upsample, depth, num_heads, window_size=None, mlp_ratio=4.0,
-                 epsilon=1e-6, class_projection=True, **kwargs):
+                 epsilon=1e-6, class_projection=True, width=None, **kwargs):
         super().__init__(**kwargs)
         if upsample not in UPSAMPLERS:
             raise ValueError(f"upsample must be one of {sorted(UPSAMPLERS)}, got {upsample!r}")
@@ -50,6 +50,9 @@ class GeneratorStage(keras.layers.Layer):
         self.mlp_ratio = float(mlp_ratio)
         self.epsilon = float(epsilon)
         self.class_projection = bool(class_projection)
+        # Output width; None keeps what the upsampler gives (SPEC: C, then C/4 per shuffle).
+        self.width = None if width is None else int(width)
+        self.expand = None  # Dense to 4 * width before a pixel shuffle, when one is needed
         self.norm = (ConditionalLayerNorm(self.epsilon, name="class_projection")
                      if self.class_projection else LayerNorm(self.epsilon, name="norm"))
         self.upsample = UPSAMPLERS[upsample](name="upsample")
@@ -63,14 +66,33 @@ class GeneratorStage(keras.layers.Layer):
     def build(self, input_shape):
         tokens_shape = input_shape[0] if self.class_projection else input_shape
         self.norm.build(input_shape)
+        tokens_shape = self._expanded_shape(tokens_shape)
+        if tokens_shape[-1] != (input_shape[0] if self.class_projection else input_shape)[-1]:
+            # Fan-in scaled (std 1/sqrt(C_in)), so the expanded tokens keep the unit scale of
+            # the normalised ones; the transformer's 0.02 would shrink them several times.
+            fan_in = (input_shape[0] if self.class_projection else input_shape)[-1]
+            self.expand = keras.layers.Dense(
+                tokens_shape[-1], kernel_initializer=keras.initializers.TruncatedNormal(
+                    stddev=fan_in ** -0.5), bias_initializer="zeros", name="expand")
+            self.expand.build(input_shape[0] if self.class_projection else input_shape)
         self.upsample.build(tokens_shape)
         upsampled = self.upsample.compute_output_shape(tokens_shape)
         self.position_embedding.build(upsampled)
         for encoder in self.encoders:
             encoder.build(upsampled)
 
+    def _expanded_shape(self, tokens_shape):
+        """Token shape the upsampler reads: the input, or ``4 * width`` wide before a pixel
+        shuffle that must produce ``width`` channels from another input width."""
+        if self.width is None:
+            return tuple(tokens_shape)
+        wanted = self.width * (4 if self.upsample_mode == "pixel_shuffle" else 1)
+        return tuple(tokens_shape[:-1]) + (wanted,)
+
     def call(self, inputs):
         x = self.norm(inputs)  # CLN takes [tokens, condition], plain LN just tokens
+        if self.expand is not None:
+            x = self.expand(x)  # [B, g*g, C_in] -> [B, g*g, 4 * width]
         x = self.upsample(x)
         x = self.position_embedding(x)
         for encoder in self.encoders:
@@ -79,7 +101,7 @@ class GeneratorStage(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         tokens_shape = input_shape[0] if self.class_projection else input_shape
-        return self.upsample.compute_output_shape(tokens_shape)
+        return self.upsample.compute_output_shape(self._expanded_shape(tokens_shape))
 
     def get_config(self):
         return {
@@ -91,6 +113,7 @@ class GeneratorStage(keras.layers.Layer):
             "mlp_ratio": self.mlp_ratio,
             "epsilon": self.epsilon,
             "class_projection": self.class_projection,
+            "width": self.width,
         }
 
 
@@ -128,12 +151,21 @@ class Generator(keras.Model):
                 upsample="bicubic" if k == 0 else "pixel_shuffle",
                 depth=cfg.depth[k], num_heads=cfg.num_heads[k], window_size=cfg.window_size[k],
                 mlp_ratio=cfg.mlp_ratio, epsilon=cfg.layer_norm_epsilon,
-                class_projection=cfg.class_projection, name=f"stage_{k + 1}")
+                class_projection=cfg.class_projection,
+                width=cfg.stage_widths[k] if cfg.widths is not None else None,
+                name=f"stage_{k + 1}")
             for k in range(NUM_STAGES)
         ]
         # Full precision (float32 under mixed_bfloat16): images come out float32 and the tanh
-        # is not computed on bfloat16's coarse grid.
-        self.to_rgb = linear(3, name="to_rgb", dtype=self.variable_dtype)
+        # is not computed on bfloat16's coarse grid. Initialised like TransGAN's output
+        # convolution (PyTorch's default, std 1/sqrt(3 fan_in)), not with the 0.02 of the
+        # transformer layers: from a 4-channel last stage 0.02 gave images with a within-image
+        # std of 0.03 (real patches: 0.2), which Adam at 1e-4 takes hundreds of steps to grow.
+        last_width = cfg.stage_widths[-1]
+        self.to_rgb = keras.layers.Dense(
+            3, kernel_initializer=keras.initializers.TruncatedNormal(
+                stddev=(3.0 * last_width) ** -0.5),
+            bias_initializer="zeros", name="to_rgb", dtype=self.variable_dtype)
 
     def build(self, input_shape=None):
         # Every shape follows from the config; the input shapes are only checked by the call.
