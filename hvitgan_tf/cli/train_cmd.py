@@ -6,7 +6,8 @@ import click
 from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.cli.options import data_options, open_data_source
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.training.config import DEFAULT_DIFFAUG, LOSS_WEIGHTING_MODES, STRATEGIES
+from hvitgan_tf.training.config import (DEFAULT_DIFFAUG, LOSS_WEIGHTING_MODES, PAPER_DIFFAUG,
+                                        STRATEGIES, TrainConfig)
 
 # CLI option -> TrainConfig field, for options whose saved value is reused by --resume.
 TRAIN_OPTIONS = {
@@ -14,6 +15,7 @@ TRAIN_OPTIONS = {
     "batch_size": "batch_size", "lr_g": "lr_g", "lr_d": "lr_d", "n_critic": "n_critic",
     "diffaug": "diffaug", "loss_weighting": "loss_weighting",
     "weight_adversarial": "weight_adversarial", "mixed_precision": "mixed_precision",
+    "class_gradient_share": "class_gradient_share", "d_class_on_fakes": "d_class_on_fakes",
     "jit": "jit", "seed": "seed", "strategy": "strategy",
     "checkpoint_every": "checkpoint_every",
 }
@@ -50,12 +52,24 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
 @click.option("--n-critic", type=click.IntRange(min=1), default=4,
               help="Critic updates per generator update.")
 @click.option("--diffaug", default=DEFAULT_DIFFAUG, metavar="POLICY",
-              help="DiffAugment policy applied to everything the critic sees ('none' to "
-                   "disable).")
+              help=f"DiffAugment policy applied to everything the critic sees ('none' to "
+                   f"disable). The paper's: {PAPER_DIFFAUG} (rotation makes mirrored "
+                   f"classes identical, cutout slows the class head; docs/method.md).")
 @click.option("--loss-weighting", type=click.Choice(LOSS_WEIGHTING_MODES), default="temperature",
-              help="How the three auxiliary cross-entropies are combined (SPEC §4).")
+              help="How the three auxiliary cross-entropies are combined (docs/method.md §4).")
 @click.option("--weight-adversarial", is_flag=True,
               help="Ablation: also give the WGAN terms a learned weight (reported as worse).")
+@click.option("--class-gradient-share", type=click.FloatRange(min=0),
+              default=TrainConfig.class_gradient_share, metavar="SHARE",
+              help="Floor on the class losses' gradient in the weights they share with the "
+                   "critic, as a fraction of the critic terms' gradient (scaled up to 100x "
+                   "when smaller). 0: the paper's plain sum, under which the class head "
+                   "stayed at chance (docs/method.md).")
+@click.option("--d-class-on-fakes/--no-d-class-on-fakes",
+              default=TrainConfig.d_class_on_fakes,
+              help="Also train the discriminator's class head on generated images (the "
+                   "paper's CE_3). Off by default: head and generator then agreed on one "
+                   "colour per label instead of learning the classes.")
 @click.option("--no-class-projection", is_flag=True,
               help="Ablation: plain LayerNorm instead of conditional LN; the label enters only "
                    "at the input projection.")
@@ -124,7 +138,7 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
 
     fid_options = {"every": fid_every, "features": fid_features, "num_samples": fid_samples}
     if resume:
-        # Options not given again keep the resumed run's FID selection (SPEC §9).
+        # Options not given again keep the resumed run's FID selection (docs/method.md §9).
         saved_fid = _saved_fid_selection(run_dir)
         for option, field in (("fid_every", "every"), ("fid_features", "features"),
                               ("fid_samples", "num_samples")):

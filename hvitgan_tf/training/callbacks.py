@@ -31,7 +31,7 @@ class IterationCounter(keras.callbacks.Callback):
 
 
 class DivergenceGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss (SPEC: keep the last good checkpoint).
+    """Stops training at the first non-finite loss and keeps the last good checkpoint.
 
     Must come before ``CheckpointSaver`` in the callback list so the broken weights are never
     saved; the runner reports ``stopped`` after ``fit`` returns.

@@ -1,8 +1,8 @@
-"""Differentiable augmentation (DiffAugment) for everything the critic sees (SPEC §5).
+"""Differentiable augmentation (DiffAugment) for everything the critic sees (docs/method.md §5).
 
 One explicit object with named ops, applied identically to real and fake images inside the
 training step. Every op is differentiable w.r.t. the image to any order, because the WGAN-GP
-penalty (SPEC §4) differentiates ``∇_x̂ D(A(x̂))`` once more w.r.t. the critic's weights.
+penalty (docs/method.md §4) differentiates ``∇_x̂ D(A(x̂))`` once more w.r.t. the critic's weights.
 
 Randomness is separated from the maths so the trainer owns it::
 
@@ -26,7 +26,8 @@ the input dtype, so bfloat16 works):
   Nothing is clipped (clipping would zero the gradient): outputs can leave ``[-1, 1]``.
 - **fill**: pixels uncovered by translation, scale, small rotation, and the cutout square get
   ``fill_value``, default ``0.0`` — the middle of ``[-1, 1]``, i.e. mid-grey. This is the
-  "zero" of SPEC §5 and what the original implementation does in the same input space. We keep
+  "zero" of docs/method.md §5 and what the original implementation does in the same input space. We
+  keep
   it rather than black (``-1``, never seen in H&E) or white (``+1``, the glass background of a
   slide, which would make an artefact look like real tissue-free area).
 - **geometry**: pixel ``i`` has its centre at coordinate ``i``; the image centre is
@@ -54,7 +55,7 @@ from hvitgan_tf.errors import UserError
 
 DEFAULT_POLICY = "color,translation,cutout,scale,rotation"
 
-# SPEC §5 numbers, in one place.
+# docs/method.md §5 numbers, in one place.
 BRIGHTNESS_RANGE = (-0.5, 0.5)  # added, in [-1, 1] units
 SATURATION_RANGE = (0.0, 2.0)  # multiplies deviation from the per-pixel channel mean
 CONTRAST_RANGE = (0.5, 1.5)  # multiplies deviation from the per-image mean
@@ -292,7 +293,8 @@ def _apply_scale(x, params, fill_value):
 
 def _sample_rotation(bits, batch, height, width):
     # [N] int32 in [0, 8): one of the 8 symmetries of the square, uniformly. That is the same
-    # distribution as "a random multiple of 90° plus a random flip" (SPEC §5): both enumerate
+    # distribution as "a random multiple of 90° plus a random flip" (docs/method.md §5): both
+    # enumerate
     # the dihedral group once. Label-preserving for tissue.
     return {"rotation": _randint(bits, "rotation", [batch], 0, 7)}
 
@@ -401,7 +403,7 @@ def _image_size_pair(image_size) -> Tuple[int, int]:
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class DiffAugment(keras.layers.Layer):
-    """Differentiable, per-sample random augmentation of ``[-1, 1]`` images (SPEC §5).
+    """Differentiable, per-sample random augmentation of ``[-1, 1]`` images (docs/method.md §5).
 
     Args:
         policy: comma-separated op names, applied in that order; default

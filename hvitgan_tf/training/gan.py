@@ -1,5 +1,5 @@
 """The HViTGAN training model: G, D, the EMA generator and the learned loss weights, with a
-``train_step`` that reads like SPEC §4.
+``train_step`` that reads like docs/method.md §4.
 
 One call of ``train_step`` is one *iteration*: ``n_critic`` critic updates, each on its own real
 micro-batch, then one generator update. The input batch is therefore shaped
@@ -18,6 +18,7 @@ import tensorflow as tf
 from hvitgan_tf.models import build_discriminator, build_generator
 from hvitgan_tf.models import flops as model_flops
 from hvitgan_tf.training import losses as L
+from hvitgan_tf.training.config import MAX_CLASS_BOOST
 from hvitgan_tf.training.diffaugment import DiffAugment
 from hvitgan_tf.training.optimizers import FusedAdam
 
@@ -42,6 +43,8 @@ METRIC_NAMES = (
     "s_ce_fake_g",  # s_1
     "s_ce_real",  # s_2
     "s_ce_fake_d",  # s_3
+    "class_boost_d",  # factor on the class losses' gradient in D (class_gradient_share)
+    "class_boost_g",  # the same in G
 )
 
 
@@ -74,11 +77,14 @@ class HViTGAN(keras.Model):
 
         mode = train_config.loss_weighting
         adv = ("adversarial",) if train_config.weight_adversarial else ()
-        # s_1 belongs to G's optimiser, s_2 and s_3 to D's (SPEC §4).
+        # s_1 belongs to G's optimiser, s_2 and s_3 to D's (docs/method.md §4).
         self.g_task_weights = L.TemperatureWeightedLoss(
             adv + ("ce_fake_g",), mode=mode, name="g_task_weights")
+        # Without d_class_on_fakes the class head learns from real images only; CE_3 is still
+        # measured and logged, but it has no term and no s_3.
+        d_class = ("ce_real", "ce_fake_d") if train_config.d_class_on_fakes else ("ce_real",)
         self.d_task_weights = L.TemperatureWeightedLoss(
-            adv + ("ce_real", "ce_fake_d"), mode=mode, name="d_task_weights")
+            adv + d_class, mode=mode, name="d_task_weights")
 
         clip = None  # clipping is done by hand, across replicas (see _clip)
         self.g_optimizer = FusedAdam(
@@ -103,7 +109,8 @@ class HViTGAN(keras.Model):
         return self.discriminator.trainable_variables + self.d_task_weights.trainable_variables
 
     def compile(self, jit_compile=False, **kwargs):
-        # Slot variables must exist before fit() enters a replica context (NOTES-KERAS3 §2).
+        # Slot variables must exist before fit() enters a replica context (docs/keras3-notes.md
+        # §2.2).
         self.g_optimizer.build(self.g_variables)
         self.d_optimizer.build(self.d_variables)
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
@@ -232,7 +239,8 @@ class HViTGAN(keras.Model):
 
         critic_draws = [self._draw(step, micro, global_batch, offset, local_batch)
                         for micro in range(cfg.n_critic)]
-        # G does not change during the n_critic critic updates (SPEC §4), so the fakes of all of
+        # G does not change during the n_critic critic updates (docs/method.md §4), so the fakes of
+        # all of
         # them come from ONE generator call on n_critic x b samples: the same numbers, matmuls
         # n_critic times taller, and one generator subgraph to trace instead of n_critic.
         fakes = self.generator([tf.concat([d["z"] for d in critic_draws], 0),
@@ -257,9 +265,10 @@ class HViTGAN(keras.Model):
         stats.update(self._generator_update(draws, per_example, replicas))
         self._update_ema()
 
-        # Per-replica shares are averaged by the metrics; multiply back (NOTES-KERAS3 §3).
+        # Per-replica shares are averaged by the metrics; multiply back (docs/keras3-notes.md §2.3).
         for name, value in stats.items():
-            scale = 1.0 if name.startswith("s_") else float(replicas)
+            # Loss weights and boosts are the same on every replica, not per-replica shares.
+            scale = 1.0 if name.startswith(("s_", "class_boost")) else float(replicas)
             self.trackers[name].update_state(value * scale)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
@@ -271,7 +280,7 @@ class HViTGAN(keras.Model):
         times, instead of being rebuilt by Python n_critic times: the step traces several times
         faster. Under a multi-replica strategy the loss all-reduces the real scores (drift
         term), a synchronisation point that TensorFlow refuses inside a nested function, so
-        there the graph stays unrolled (NOTES-KERAS3 §2).
+        there the graph stays unrolled (docs/keras3-notes.md §2.2).
         """
         if replicas > 1:
             return self._critic_gradients
@@ -280,8 +289,67 @@ class HViTGAN(keras.Model):
         return self._traced_critic_gradients
 
     def _critic_gradients(self, real, labels, fake, draws, per_example, replicas):
-        """Gradients of L_D (SPEC §4) w.r.t. ``d_variables`` for one critic micro-batch, and
+        """Gradients of L_D (docs/method.md §4) w.r.t. ``d_variables`` for one critic micro-batch,
+        and
         the logged terms (this replica's shares)."""
+        share = self.train_config.class_gradient_share
+        with tf.GradientTape(persistent=share > 0) as tape:
+            terms, stats = self.critic_terms(real, labels, fake, draws, per_example, replicas)
+            adversarial, classes = _adversarial_and_class_sums(terms)
+            d_loss = adversarial + classes
+        if not share:
+            return tape.gradient(d_loss, self.d_variables), {
+                "d_loss": d_loss, "class_boost_d": tf.constant(1.0), **stats}
+        # The competition is in the shared weights: both gradients in full, then combined.
+        g_adv = tape.gradient(adversarial, self.d_variables)
+        g_cls = tape.gradient(classes, self.d_variables)
+        del tape
+        shared = self._shared_d_positions
+        boost = self._boost_from_norms([g_adv[i] for i in shared], [g_cls[i] for i in shared])
+        gradients = [_add(a, None if c is None else c * boost) for a, c in zip(g_adv, g_cls)]
+        d_loss = adversarial + boost * classes
+        return gradients, {"d_loss": d_loss, "class_boost_d": boost, **stats}
+
+    @property
+    def _shared_d_positions(self):
+        """Positions in ``d_variables`` of the discriminator's shared weights (not its heads,
+        not the loss weights): where the critic and the class head compete."""
+        heads = {id(v) for layer in (self.discriminator.class_head,
+                                     self.discriminator.source_head)
+                 for v in layer.trainable_variables}
+        shared = {id(v) for v in self.discriminator.trainable_variables} - heads
+        return [i for i, v in enumerate(self.d_variables) if id(v) in shared]
+
+    def _boost_from_norms(self, adversarial_gradients, class_gradients):
+        """``clip(share * |g_adv| / |g_class|, 1, MAX_CLASS_BOOST)`` of gradients summed over
+        replicas (so one device and N replicas scale alike); a constant to the optimiser."""
+        def norm(gradients):
+            return tf.linalg.global_norm([self._global_sum(g) for g in gradients
+                                          if g is not None])
+
+        ratio = self.train_config.class_gradient_share * norm(adversarial_gradients) \
+            / tf.maximum(norm(class_gradients), 1e-12)
+        return tf.stop_gradient(tf.clip_by_value(ratio, 1.0, MAX_CLASS_BOOST))
+
+    def _class_boost(self, tape, adversarial, classes, probe):
+        """The generator's boost, measured on the gradients w.r.t. the generated images
+        ``probe``: every generator weight receives both losses through those images by the same
+        Jacobian, so their ratio there is the ratio that reaches the weights, at the cost of
+        two backward passes through the discriminator only.
+        """
+        return self._boost_from_norms(tape.gradient(adversarial, probe),
+                                      tape.gradient(classes, probe))
+
+    def critic_terms(self, real, labels, fake, draws, per_example, replicas=1):
+        """The terms of L_D for one critic micro-batch, each as it enters the sum, and the
+        logged values: ``({name: scalar}, stats)``. ``L_D = sum(terms.values())``.
+
+        Terms: ``critic`` (E[D(x̃)] - E[D(x)]), ``gradient_penalty`` (λ GP), ``drift``
+        (ε E[D(x)]²) and the weighted class losses ``class_real`` / ``class_fake``; with
+        ``weight_adversarial`` the first three are one weighted ``adversarial`` term.
+        Kept apart so that ``hvitgan_tf.training.diagnostics`` can measure the gradient each
+        one sends into the shared discriminator weights.
+        """
         cfg = self.train_config
         mix = L.interpolate(real, fake, draws["alpha"])
         local = tf.shape(real)[0]
@@ -293,36 +361,42 @@ class HViTGAN(keras.Model):
             source, _ = self.discriminator(self.augment.apply(images, params), training=True)
             return source
 
-        with tf.GradientTape() as tape:
-            source, logits = self.discriminator(
-                self.augment.apply(tf.concat([real, fake], 0), both_params), training=True)
-            source = tf.cast(source[:, 0], tf.float32)
-            logits = tf.cast(logits, tf.float32)
-            d_real, d_fake = source[:local], source[local:]
-            logits_real, logits_fake = logits[:local], logits[local:]
-            norms = L.critic_input_gradient_norm(
-                lambda x: critic_score(x, draws["aug_mix"]), mix)
-            gp = L.gradient_penalty(norms)
-            # SPEC §4 drift: ε · (E[D(A(x))])², the square of the *global* mean real score.
-            mean_real = self._global_sum(tf.reduce_sum(d_real)) * per_example
-            drift_share = tf.square(mean_real) / replicas
-            adv_d = (tf.reduce_sum(d_fake - d_real + cfg.gp_weight * gp) * per_example
-                     + cfg.drift_weight * drift_share)
-            ce_real = tf.reduce_sum(L.classification_cross_entropy(labels, logits_real)) \
-                * per_example
-            ce_fake = tf.reduce_sum(
-                L.classification_cross_entropy(draws["fake_labels"], logits_fake)) * per_example
-            if cfg.weight_adversarial:
-                d_loss, s = self.d_task_weights([adv_d, ce_real, ce_fake], num_replicas=replicas)
-                s = s[1:]
-            else:
-                weighted, s = self.d_task_weights([ce_real, ce_fake], num_replicas=replicas)
-                d_loss = adv_d + weighted
-        gradients = tape.gradient(d_loss, self.d_variables)
-        return gradients, {
-            "d_loss": d_loss, "adv_d": adv_d,
-            "gp": tf.reduce_sum(gp) * per_example,
-            "drift": drift_share,
+        source, logits = self.discriminator(
+            self.augment.apply(tf.concat([real, fake], 0), both_params), training=True)
+        source = tf.cast(source[:, 0], tf.float32)
+        logits = tf.cast(logits, tf.float32)
+        d_real, d_fake = source[:local], source[local:]
+        logits_real, logits_fake = logits[:local], logits[local:]
+        norms = L.critic_input_gradient_norm(lambda x: critic_score(x, draws["aug_mix"]), mix)
+        gp = tf.reduce_sum(L.gradient_penalty(norms)) * per_example
+        # docs/method.md §4 drift: ε · (E[D(A(x))])², the square of the *global* mean real score.
+        mean_real = self._global_sum(tf.reduce_sum(d_real)) * per_example
+        drift_share = tf.square(mean_real) / replicas
+        adversarial = {
+            "critic": tf.reduce_sum(d_fake - d_real) * per_example,
+            "gradient_penalty": cfg.gp_weight * gp,
+            "drift": cfg.drift_weight * drift_share,
+        }
+        adv_d = tf.add_n(list(adversarial.values()))
+        ce_real = tf.reduce_sum(L.classification_cross_entropy(labels, logits_real)) \
+            * per_example
+        ce_fake = tf.reduce_sum(
+            L.classification_cross_entropy(draws["fake_labels"], logits_fake)) * per_example
+        class_losses = [ce_real, ce_fake] if cfg.d_class_on_fakes else [ce_real]
+        if cfg.weight_adversarial:
+            weighted_adv, *weighted = self.d_task_weights.weighted_terms(
+                [adv_d] + class_losses, num_replicas=replicas)
+            terms = {"adversarial": weighted_adv}
+            s = self.d_task_weights.log_variances()[1:]
+        else:
+            weighted = self.d_task_weights.weighted_terms(class_losses, num_replicas=replicas)
+            terms = dict(adversarial)
+            s = self.d_task_weights.log_variances()
+        terms.update(zip(("class_real", "class_fake"), weighted))
+        if not cfg.d_class_on_fakes:
+            s = tf.concat([s, tf.zeros([1], s.dtype)], 0)  # s_3 is logged as 0
+        return terms, {
+            "adv_d": adv_d, "gp": gp, "drift": drift_share,
             "d_real": tf.reduce_sum(d_real) * per_example,
             "d_fake": tf.reduce_sum(d_fake) * per_example,
             "ce_real": ce_real, "ce_fake_d": ce_fake,
@@ -331,27 +405,45 @@ class HViTGAN(keras.Model):
             "s_ce_real": s[0], "s_ce_fake_d": s[1],
         }
 
-    def _generator_update(self, draws, per_example, replicas):
+    def generator_terms(self, draws, per_example, replicas=1):
+        """The terms of L_G, each as it enters the sum (``adversarial``: -E[D(x̃)];
+        ``class_fake``: the weighted CE_1), the logged values, and the generated images."""
         cfg = self.train_config
+        fake = self.generator([draws["z"], draws["fake_labels"]], training=True)
+        source, logits = self.discriminator(self.augment.apply(fake, draws["aug_fake"]),
+                                            training=True)
+        adv_g = -tf.reduce_sum(tf.cast(source[:, 0], tf.float32)) * per_example
+        ce_g = tf.reduce_sum(
+            L.classification_cross_entropy(draws["fake_labels"], logits)) * per_example
+        if cfg.weight_adversarial:
+            adversarial, class_fake = self.g_task_weights.weighted_terms(
+                [adv_g, ce_g], num_replicas=replicas)
+            s = self.g_task_weights.log_variances()[1:]
+        else:
+            (class_fake,) = self.g_task_weights.weighted_terms([ce_g], num_replicas=replicas)
+            adversarial = adv_g
+            s = self.g_task_weights.log_variances()
+        terms = {"adversarial": adversarial, "class_fake": class_fake}
+        return terms, {"adv_g": adv_g, "ce_fake_g": ce_g, "s_ce_fake_g": s[0]}, fake
+
+    def _generator_update(self, draws, per_example, replicas):
         # Only G's weights: the critic's weights are read in here too, and an auto-watching tape
         # would build (dead) weight gradients for them as well.
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
+        share = self.train_config.class_gradient_share
+        with tf.GradientTape(watch_accessed_variables=False, persistent=share > 0) as tape:
             tape.watch([v.value for v in self.g_variables])
-            fake = self.generator([draws["z"], draws["fake_labels"]], training=True)
-            source, logits = self.discriminator(self.augment.apply(fake, draws["aug_fake"]),
-                                                training=True)
-            adv_g = -tf.reduce_sum(tf.cast(source[:, 0], tf.float32)) * per_example
-            ce_g = tf.reduce_sum(
-                L.classification_cross_entropy(draws["fake_labels"], logits)) * per_example
-            if cfg.weight_adversarial:
-                g_loss, s = self.g_task_weights([adv_g, ce_g], num_replicas=replicas)
-                s = s[1:]
-            else:
-                weighted, s = self.g_task_weights([ce_g], num_replicas=replicas)
-                g_loss = adv_g + weighted
+            terms, stats, fake = self.generator_terms(draws, per_example, replicas)
+            adversarial, classes = _adversarial_and_class_sums(terms)
+            g_loss = adversarial + classes
+        boost = tf.constant(1.0)
+        if share:
+            boost = self._class_boost(tape, adversarial, classes, [fake])
+            with tape:
+                g_loss = adversarial + boost * classes
         gradients = tape.gradient(g_loss, self.g_variables)
+        del tape
         self.g_optimizer.apply(self._clip(gradients), self.g_variables)
-        return {"g_loss": g_loss, "adv_g": adv_g, "ce_fake_g": ce_g, "s_ce_fake_g": s[0]}
+        return {"g_loss": g_loss, "class_boost_g": boost, **stats}
 
 
 # Random numbers come from integer Philox draws: TensorFlow's float stateless samplers give
@@ -372,6 +464,20 @@ def _categorical(log_prior, count, seed):
     cdf = tf.math.cumsum(tf.nn.softmax(log_prior[0]))[:-1]  # [C - 1] inner boundaries
     u = _unit_uniform([count], seed)
     return tf.reduce_sum(tf.cast(u[:, None] > cdf[None, :], tf.int32), axis=1)
+
+
+def _adversarial_and_class_sums(terms):
+    """``(sum of the adversarial terms, sum of the class_* terms)`` of a loss's term dict."""
+    adversarial = tf.add_n([v for k, v in terms.items() if not k.startswith("class_")])
+    classes = tf.add_n([v for k, v in terms.items() if k.startswith("class_")])
+    return adversarial, classes
+
+
+def _add(a, b):
+    """Sum of two gradients where either may be None (a variable one loss does not reach)."""
+    if a is None:
+        return b
+    return a if b is None else a + b
 
 
 def _correct(labels, logits):
@@ -397,7 +503,8 @@ def _times(multiplier, forward):
 
 
 def iteration_flops(model_config, batch_size, n_critic):
-    """Analytic FLOPs of one ``train_step`` (SPEC §4) with ``batch_size`` images per critic step.
+    """Analytic FLOPs of one ``train_step`` (docs/method.md §4) with ``batch_size`` images per
+    critic step.
 
     Per critic step: G forward on the fakes (no gradient), D forward + backward on reals and
     fakes together (2 x batch), the penalty on the interpolates. Generator update: G forward +

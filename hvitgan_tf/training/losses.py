@@ -1,8 +1,8 @@
-"""Loss terms of one training iteration (SPEC §4).
+"""Loss terms of one training iteration (docs/method.md §4).
 
 Every function here returns *per-example* values; the training step sums them and divides by the
 global batch, which is what makes one device and N replicas compute the same gradients
-(NOTES-KERAS3 §3).
+(docs/keras3-notes.md §2.3).
 """
 import math
 
@@ -12,7 +12,8 @@ import tensorflow as tf
 from hvitgan_tf.training.config import LOSS_WEIGHTING_MODES
 
 # sqrt(sum(g^2) + eps): a bare sqrt has an infinite derivative at 0 and turns the penalty's
-# second-order gradient into NaN as soon as one sample's input gradient vanishes (SPEC §4).
+# second-order gradient into NaN as soon as one sample's input gradient vanishes (docs/method.md
+# §4).
 GRADIENT_NORM_EPSILON = 1e-12
 
 
@@ -53,7 +54,7 @@ def classification_cross_entropy(labels, logits):
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class TemperatureWeightedLoss(keras.layers.Layer):
-    """Learned per-task weighting of several losses (SPEC §4, "multi-loss weighing").
+    """Learned per-task weighting of several losses (docs/method.md §4, "multi-loss weighing").
 
     Holds one trainable scalar per task. ``call(losses)`` returns ``(total, log_variances)``:
 
@@ -104,8 +105,13 @@ class TemperatureWeightedLoss(keras.layers.Layer):
         return 2.0 * tf.math.log(sigma)
 
     def call(self, losses, num_replicas=1):
-        """``losses`` are this replica's shares (sums over local examples / global batch).
+        """``(total, log_variances)``; ``total`` is the sum of :meth:`weighted_terms`."""
+        return tf.add_n(self.weighted_terms(losses, num_replicas)), self.log_variances()
 
+    def weighted_terms(self, losses, num_replicas=1):
+        """Each task's loss as it enters the total: ``exp(-s_i) CE_i + s_i / 2`` and so on.
+
+        ``losses`` are this replica's shares (sums over local examples / global batch).
         Gradients are summed over replicas, so the regulariser, which does not depend on the
         data, is divided by ``num_replicas`` to be counted once in total.
         """
@@ -113,16 +119,16 @@ class TemperatureWeightedLoss(keras.layers.Layer):
         if len(losses) != len(self.task_names):
             raise ValueError(f"expected {len(self.task_names)} losses, got {len(losses)}")
         if self.mode == "none":
-            return tf.add_n(losses), self.log_variances()
-        total = 0.0
+            return losses
+        terms = []
         for loss, param in zip(losses, self.task_params):
             param = tf.convert_to_tensor(param)
             if self.mode == "temperature":
-                total += tf.exp(-param) * loss + 0.5 * param / num_replicas
+                terms.append(tf.exp(-param) * loss + 0.5 * param / num_replicas)
             else:
                 sigma = tf.nn.softplus(param)
-                total += loss / (2.0 * tf.square(sigma)) + tf.math.log(sigma) / num_replicas
-        return total, self.log_variances()
+                terms.append(loss / (2.0 * tf.square(sigma)) + tf.math.log(sigma) / num_replicas)
+        return terms
 
     def get_config(self):
         config = super().get_config()

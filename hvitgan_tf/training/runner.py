@@ -10,7 +10,7 @@ A run folder holds everything needed to reproduce or continue the run::
 
 Single device, ``MirroredStrategy`` and ``TPUStrategy`` train with ``Model.fit``;
 ``MultiWorkerMirroredStrategy`` uses a small custom loop around the *same* ``train_step``
-because Keras 3's ``fit`` fails under it (NOTES-KERAS3 §6, keras#20585).
+because Keras 3's ``fit`` fails under it (docs/keras3-notes.md §2.6, keras#20585).
 """
 import dataclasses
 import math
@@ -126,7 +126,8 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
             before any other TensorFlow work, so callers that read data first pass it in.
         export: optional callable ``export(run_dir) -> path`` run on the chief at the end.
         fid_selection: optional ``hvitgan_tf.evaluation.training_fid.FIDSelection``; when
-            enabled, validation FID/KID are logged and the best checkpoint is marked (SPEC §9).
+            enabled, validation FID/KID are logged and the best checkpoint is marked (docs/method.md
+            §9).
     """
     if model_config.num_classes != source.num_classes:
         raise UserError(f"the model has {model_config.num_classes} classes but "
@@ -154,7 +155,7 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
     jit = train_config.jit
     if jit and strategy.num_replicas_in_sync > 1:
         print("note: XLA (--jit) is off under a multi-device strategy (it cannot place "
-              "variables of other replicas; NOTES-KERAS3 §5)", file=sys.stderr)
+              "variables of other replicas; docs/keras3-notes.md §2.5)", file=sys.stderr)
         jit = False
 
     record = {"hvitgan_tf_version": __version__, "model": model_config.to_dict(),

@@ -1,4 +1,4 @@
-"""Choosing the ``tf.distribute`` strategy (SPEC §10).
+"""Choosing the ``tf.distribute`` strategy (docs/method.md §10).
 
 ``auto``: several hosts when ``TF_CONFIG`` describes a cluster, a TPU when one is attached,
 ``MirroredStrategy`` when more than one GPU is visible, otherwise the default single device.
