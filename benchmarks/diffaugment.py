@@ -1,4 +1,4 @@
-"""Throughput of the DiffAugment layer (SPEC §5), as JSON on stdout.
+"""Throughput of the DiffAugment layer (docs/method.md §5), as JSON on stdout.
 
     python benchmarks/diffaugment.py [--policy P] [--sizes 32 96] [--batches 16 64]
                                      [--modes eager function jit] [--min-seconds 1.0]

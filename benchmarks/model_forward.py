@@ -10,7 +10,7 @@ then times ``--repeats`` rounds of at least ``--min-seconds / --repeats`` each a
 median round as ``ms_per_batch`` / ``images_per_s`` (all rounds in ``ms_per_batch_rounds``; on a
 shared machine the spread shows how much the neighbours interfered). ``--train-step`` adds the
 forward + backward pass of ``sum(D(G(z, y)))`` w.r.t. both networks' weights.
-``--jit-compile`` compiles each function with XLA (one device only: NOTES-KERAS3 §5).
+``--jit-compile`` compiles each function with XLA (one device only: docs/keras3-notes.md §2.5).
 
 FLOPs come from TensorFlow's graph profiler on the traced function (static shapes), so they
 count what actually runs: ``matmul_gflop_per_image`` (MatMul / BatchMatMul only) and

@@ -1,9 +1,10 @@
 """Latent noise: the one place that turns per-sample seeds into generator input ``z``.
 
-SPEC §6.1: sampling draws ``z`` from a standard normal truncated at ``±ψ`` by inverse-CDF
+docs/method.md §6.1: sampling draws ``z`` from a standard normal truncated at ``±ψ`` by inverse-CDF
 sampling, ``z = Φ⁻¹(u)`` with ``u`` uniform on ``[Φ(−ψ), Φ(ψ)]``, from a stateless RNG keyed by
 the sample's seed. Training (fixed preview noise), the exported SavedModel's ``generate``
-signature (SPEC §7) and ``hvitgan-tf sample`` all call :func:`truncated_noise`, so the same
+signature (docs/method.md §7) and ``hvitgan-tf sample`` all call :func:`truncated_noise`, so the
+same
 ``(label, seed, ψ)`` gives the same image everywhere.
 
 Why a hand-vectorised Philox instead of ``tf.random.stateless_uniform``: that op takes ONE seed
@@ -141,7 +142,7 @@ def _per_seed_uniform(seeds, count: int, stream: int = NOISE_STREAM):
 
 
 def truncated_noise(seeds, latent_dim: int, truncation=1.0):
-    """Truncated-normal latent vectors, one row per seed (SPEC §6.1).
+    """Truncated-normal latent vectors, one row per seed (docs/method.md §6.1).
 
     Args:
         seeds: int64 (or int32) ``[N]``; row ``i`` is a pure function of ``(seeds[i], ψ_i)``,

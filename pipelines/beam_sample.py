@@ -1,5 +1,5 @@
 """Selective augmentation at scale: ``hvitgan-tf sample --format tfrecord`` as an Apache Beam
-pipeline (SPEC §6, §10).
+pipeline (docs/method.md §6, §10).
 
     python -m pipelines.beam_sample --model saved_models/hvitgan --per-class 50 --out OUT
     python -m pipelines.beam_sample --model gs://B/saved_models/hvitgan --per-class 100000 \\

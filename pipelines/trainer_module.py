@@ -1,5 +1,5 @@
 """The TFX Trainer's user module: ``run_fn(fn_args)`` trains hvitgan on ExampleGen's records
-and exports the serving SavedModel into ``fn_args.serving_model_dir`` (SPEC §7, §10).
+and exports the serving SavedModel into ``fn_args.serving_model_dir`` (docs/method.md §7, §10).
 
 TFX's Trainer only calls ``run_fn``; everything inside is this package's own code path:
 

@@ -1,5 +1,5 @@
 """Multi-host training on one machine: N ``hvitgan-tf train`` processes joined by ``TF_CONFIG``
-(SPEC §10), the rehearsal for N real hosts.
+(docs/method.md §10), the rehearsal for N real hosts.
 
     python -m pipelines.two_workers --out runs/two-workers --preset tiny --steps 4
     python -m pipelines.two_workers --hosts gpu-a:2222,gpu-b:2222 --print-commands \\
@@ -9,7 +9,8 @@ Every option except ``--out`` and this module's own (``--workers``, ``--hosts``,
 ``--print-commands``) is passed to ``hvitgan-tf train`` unchanged. Each process gets
 ``TF_CONFIG = {"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}``, so
 ``--strategy auto`` picks ``MultiWorkerMirroredStrategy`` and the runner's custom loop (Keras
-``fit`` fails under that strategy: NOTES-KERAS3 §6). Worker 0 is the chief: it alone writes
+``fit`` fails under that strategy: docs/keras3-notes.md §2.6). Worker 0 is the chief: it alone
+writes
 the run folder (checkpoints, logs, samples) and the export; the others compute and sync.
 On one machine all workers get the same ``--out``; on several hosts each host passes its own
 path, and only the chief's matters (put it on storage that outlives the job).

@@ -1,4 +1,5 @@
-"""Truncated latent noise (SPEC §6.1): exactness, per-seed purity, and SavedModel behaviour."""
+"""Truncated latent noise (docs/method.md §6.1): exactness, per-seed purity, and SavedModel
+behaviour."""
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -1,4 +1,4 @@
-"""``hvitgan-tf benchmark``: the augmentation experiment of SPEC §9 (the paper's Table 1).
+"""``hvitgan-tf benchmark``: the augmentation experiment of docs/method.md §9 (the paper's Table 1).
 
 Parses and checks options, works out the image size and the GAN head's origin, then calls
 ``hvitgan_tf.evaluation.benchmark.run_benchmark``. TensorFlow is imported inside the command.

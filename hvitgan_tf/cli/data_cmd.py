@@ -1,4 +1,4 @@
-"""``hvitgan-tf data``: look at a data source before training on it (SPEC §8).
+"""``hvitgan-tf data``: look at a data source before training on it (docs/method.md §8).
 
 ``inspect`` prints splits, class counts, image size and dtype (a table, or ``--json``);
 ``preview`` writes a labelled grid of real patches, one row per class. Both open the source

@@ -1,5 +1,5 @@
 """``hvitgan-tf evaluate``: FID/KID of a generator or a sample folder, and classification
-metrics of a model's ``classify`` signature, against one split of a dataset (SPEC §9).
+metrics of a model's ``classify`` signature, against one split of a dataset (docs/method.md §9).
 
 Parses and checks options, then calls ``hvitgan_tf.evaluation.evaluate``; TensorFlow is
 imported inside the command only.
@@ -58,7 +58,7 @@ _SEED_HELP = ("Seed of the --fraction/--limit draw and of the generated (or subs
               help="Images generated for FID/KID (labels in the split's class proportions); "
                    "with --samples, at most this many are read (a seeded random subset).")
 @click.option("--truncation", type=click.FloatRange(min=0), default=1.0,
-              help="Truncation psi of the generated latents (SPEC §6.1).")
+              help="Truncation psi of the generated latents (docs/method.md §6.1).")
 @click.option("--image-size", type=click.IntRange(min=8), default=None,
               help="Compare at this size (default: the model's, or the sample images').")
 @click.option("--fid/--no-fid", "do_fid", default=True, help="Compute FID/KID.")

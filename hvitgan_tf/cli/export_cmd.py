@@ -1,4 +1,5 @@
-"""``hvitgan-tf export``: a training run -> a versioned SavedModel for TF Serving (SPEC §7)."""
+"""``hvitgan-tf export``: a training run -> a versioned SavedModel for TF Serving (docs/method.md
+§7)."""
 import os
 
 import click

@@ -1,4 +1,4 @@
-"""Reusable click options: how every command selects its data (SPEC §8).
+"""Reusable click options: how every command selects its data (docs/method.md §8).
 
     @click.command()
     @data_options

@@ -1,4 +1,4 @@
-"""Data sources for hvitgan-tf (SPEC §8): every ``--data`` form as one ``DataSource``.
+"""Data sources for hvitgan-tf (docs/method.md §8): every ``--data`` form as one ``DataSource``.
 
     from hvitgan_tf.data import open_source
     source = open_source("demo", limit=200, seed=1)

@@ -1,4 +1,4 @@
-"""``DataSource``: the one interface every ``--data`` form implements (SPEC §8).
+"""``DataSource``: the one interface every ``--data`` form implements (docs/method.md §8).
 
 A source knows its class names and, per split, which stored examples belong to it (a
 ``SplitIndex``). From that the base class builds every ``tf.data`` pipeline the same way:
@@ -47,7 +47,8 @@ class SplitIndex:
 
 
 def to_model_input(images, image_size: int):
-    """uint8 images ``[..., H, W, 3]`` -> float32 ``[..., S, S, 3]`` in ``[-1, 1]`` (SPEC §8).
+    """uint8 images ``[..., H, W, 3]`` -> float32 ``[..., S, S, 3]`` in ``[-1, 1]`` (docs/method.md
+    §8).
 
     Non-square images are centre-cropped to a square first (tissue keeps its aspect ratio);
     images that are not ``S x S`` are resized bilinearly with antialiasing (a plain bilinear
@@ -85,7 +86,7 @@ class DataSource(abc.ABC):
     ``raw_examples(split, shuffle=, seed=)``, ``describe()`` and ``skipped``.
 
     Subsetting (``fraction`` / ``limit`` with ``seed``) applies to the training split only: the
-    validation and test splits are always used whole (SPEC §8, the PCam paper's protocol).
+    validation and test splits are always used whole (docs/method.md §8, the PCam paper's protocol).
     """
 
     #: Short name of the source form ("demo", "pcam-h5", ...); set by each subclass.
@@ -287,7 +288,7 @@ class DataSource(abc.ABC):
                 for name, positions in parts.items()}
 
     def _check_classes_present(self, labels: np.ndarray, where: str) -> None:
-        """SPEC §8 lists an empty class among the errors: each class needs an example."""
+        """docs/method.md §8 lists an empty class among the errors: each class needs an example."""
         counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=self.num_classes)
         empty = [name for name, count in zip(self.class_names, counts) if count == 0]
         if empty:

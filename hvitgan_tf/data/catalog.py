@@ -1,4 +1,5 @@
-"""``open_source``: from a ``--data`` string to the ``DataSource`` that reads it (SPEC §8).
+"""``open_source``: from a ``--data`` string to the ``DataSource`` that reads it (docs/method.md
+§8).
 
 One function for every caller (trainer, evaluation, benchmark, ``hvitgan-tf data``), so the
 subset and split rules are applied the same way everywhere.

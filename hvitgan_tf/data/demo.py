@@ -1,4 +1,4 @@
-"""``demo``: real IHC tissue patches that ship with scikit-image (SPEC §8), no download.
+"""``demo``: real IHC tissue patches that ship with scikit-image (docs/method.md §8), no download.
 
 The image is ``skimage.data.immunohistochemistry()``: 512 x 512 RGB of colon tissue stained with
 haematoxylin (blue nuclei) and DAB (brown, the antibody's signal). It is cut into

@@ -1,4 +1,5 @@
-"""``folder:DIR``: one sub-folder of images per class (SPEC §8), as ``sample`` writes them.
+"""``folder:DIR``: one sub-folder of images per class (docs/method.md §8), as ``sample`` writes
+them.
 
 Layout: ``DIR/<class_name>/**/*.{png,jpg,jpeg,tif,tiff}`` (any case). Class names are the
 sub-folder names, sorted, so the label of a class is its position in that order. Hidden entries

@@ -1,6 +1,7 @@
 """The ``--data`` strings a user can write, and the checks that need no TensorFlow.
 
-SPEC §8 names five source forms. This module parses a spec string into ``(kind, argument)``
+docs/method.md §8 names five source forms. This module parses a spec string into ``(kind,
+argument)``
 and validates the subsetting options; it imports no TensorFlow so that ``hvitgan-tf <cmd> --help``
 and the click option callbacks stay fast.
 """
@@ -84,7 +85,7 @@ def check_split_fractions(split_fractions: Sequence[float]) -> Tuple[float, floa
 
 
 def check_subset_options(fraction: Optional[float], limit: Optional[int]) -> None:
-    """``fraction`` in (0, 1], ``limit`` >= 1, never both (SPEC §8). The class-count and
+    """``fraction`` in (0, 1], ``limit`` >= 1, never both (docs/method.md §8). The class-count and
     split-size checks need the opened source and happen in ``open_source``."""
     if fraction is not None and limit is not None:
         raise DataError("give --fraction or --limit, not both")

@@ -29,7 +29,7 @@ IMAGE_SIZE = 32
 NUM_IMAGES = 6000  # 600 per class
 CLASS_NAMES = tuple(str(d) for d in range(10))
 # Six upright faces. Twelve (with obliques, italics and the Computer Modern faces) at sizes
-# 0.55-0.85, shifts of 0.12 and rotations of 20 degrees made a set that the SPEC discriminator's
+# 0.55-0.85, shifts of 0.12 and rotations of 20 degrees made a set that the paper's discriminator's
 # class head alone fitted to only 0.22 in 400 steps (a small CNN: 0.98); this one reaches 0.59.
 FONTS = (
     "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",

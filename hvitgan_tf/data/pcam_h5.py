@@ -1,4 +1,4 @@
-"""``pcam-h5:DIR``: the original PatchCamelyon HDF5 files, streamed (SPEC §8).
+"""``pcam-h5:DIR``: the original PatchCamelyon HDF5 files, streamed (docs/method.md §8).
 
 DIR holds the six files of the Zenodo release (record 2546921), gunzipped::
 

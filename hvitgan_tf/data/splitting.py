@@ -1,5 +1,6 @@
 """Seeded, stratified index arithmetic (NumPy only): train/validation/test splits for sources
-that come without splits, and the training subset of SPEC §8 (``--fraction`` / ``--limit``).
+that come without splits, and the training subset of docs/method.md §8 (``--fraction`` /
+``--limit``).
 
 Both work on a label vector and return sorted positions into it, so a split is a pure function
 of ``(labels, fractions, seed)`` and the stored order of the examples never depends on the seed.
@@ -84,7 +85,7 @@ def check_limit(limit, population: int, num_classes: int, what: str) -> None:
 
 def stratified_subset(labels: np.ndarray, num_classes: int, *, fraction=None, limit=None,
                       seed: int = 0, what: str = "training split") -> np.ndarray:
-    """Sorted positions of a stratified random subset of ``labels`` (SPEC §8).
+    """Sorted positions of a stratified random subset of ``labels`` (docs/method.md §8).
 
     ``limit`` examples, or ``round(fraction * N)``; per-class quotas from
     ``proportional_quotas``; which examples of a class are drawn depends only on ``seed``.

@@ -1,4 +1,4 @@
-"""``tfds:patch_camelyon``: PatchCamelyon through TensorFlow Datasets (SPEC §8).
+"""``tfds:patch_camelyon``: PatchCamelyon through TensorFlow Datasets (docs/method.md §8).
 
 ``data_dir`` (``--data-dir``) is a TFDS data directory that already holds a prepared copy
 (``<data_dir>/patch_camelyon/2.0.0/``); without it TFDS's default applies (``$TFDS_DATA_DIR`` or

@@ -1,4 +1,5 @@
-"""``tfrecord:GLOB``: ``tf.train.Example`` shards (SPEC §6 output format, SPEC §8 input).
+"""``tfrecord:GLOB``: ``tf.train.Example`` shards (docs/method.md §6 output format, docs/method.md
+§8 input).
 
 Features of one record (``serialize_example`` writes exactly these):
 

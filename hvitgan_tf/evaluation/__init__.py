@@ -1,4 +1,5 @@
-"""Evaluation (SPEC §9): FID/KID of generated images and the augmentation benchmark's metrics.
+"""Evaluation (docs/method.md §9): FID/KID of generated images and the augmentation benchmark's
+metrics.
 
 Nothing is imported here, so ``import hvitgan_tf.evaluation`` stays cheap; import the module
 you need. TensorFlow is loaded only by the modules marked (TF).

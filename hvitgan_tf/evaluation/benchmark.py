@@ -1,4 +1,5 @@
-"""The augmentation benchmark (SPEC §9, the paper's Table 1): classifiers trained on real data
+"""The augmentation benchmark (docs/method.md §9, the paper's Table 1): classifiers trained on real
+data
 only and on real + selected synthetic data, scored on the test split.
 
 Vocabulary
@@ -6,7 +7,8 @@ Vocabulary
                  ``densenet169``, ``hvitgan_head``; see ``classifiers`` and ``gan_head``).
     *arm*        one training set: ``real`` (the real training split, after ``--fraction`` /
                  ``--limit``), or real + one synthetic image folder. The synthetic folders are
-                 the selective-augmentation output of ``hvitgan_tf.sampling.sample`` (SPEC §6),
+                 the selective-augmentation output of ``hvitgan_tf.sampling.sample`` (docs/method.md
+                 §6),
                  or a folder the user wrote with ``hvitgan-tf sample``.
     *run*        one model trained on one arm with one seed, then scored on the test split.
     *row*        one model x arm, aggregated over ``repeats`` seeds as mean ± std.
@@ -29,7 +31,7 @@ Protocol (the same for every model, so that rows differ only by network and data
 
 Output folder (``write_reports``)::
 
-    results.md      SPEC §9's table (mean ± std over repeats) and the set-up
+    results.md      docs/method.md §9's table (mean ± std over repeats) and the set-up
     results.csv     one row per table row: <metric>_mean, <metric>_std, repeats
     runs.csv        one row per run (the numbers behind the table)
     results.json    everything above plus the configuration and per-run details
@@ -625,7 +627,7 @@ def write_reports(out_dir: str, results, rows: Dict[str, List[dict]], summary: d
 
 
 def results_markdown(results, summary: dict) -> str:
-    """SPEC §9's table under a short description of how it was measured."""
+    """docs/method.md §9's table under a short description of how it was measured."""
     from hvitgan_tf.evaluation.reports import markdown_table
 
     config = summary["config"]

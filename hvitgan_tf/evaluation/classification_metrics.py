@@ -1,4 +1,4 @@
-"""Classification metrics of the augmentation benchmark (SPEC §9), in numpy.
+"""Classification metrics of the augmentation benchmark (docs/method.md §9), in numpy.
 
 Binary convention: the positive class is label 1 (tumour in PatchCamelyon), and a binary
 score is the probability of class 1. Sensitivity = TP / (TP + FN) (recall of tumour),
@@ -165,7 +165,8 @@ def multiclass_classification_metrics(y_true, probabilities) -> Dict[str, float]
 
 
 def classification_metrics(y_true, probabilities, threshold: float = 0.5) -> Dict[str, float]:
-    """The benchmark's metrics: binary ones for 2 classes (SPEC §9), else accuracy + macro AUC."""
+    """The benchmark's metrics: binary ones for 2 classes (docs/method.md §9), else accuracy + macro
+    AUC."""
     probabilities = np.asarray(probabilities, np.float64)
     if probabilities.ndim == 1 or probabilities.shape[1] == 2:
         return binary_classification_metrics(y_true, probabilities, threshold)
@@ -182,7 +183,7 @@ class MeanStd(NamedTuple):
     n: int
 
     def format(self, digits: int = 3) -> str:
-        """``"0.881 ± 0.012"`` (SPEC §9's table format)."""
+        """``"0.881 ± 0.012"`` (docs/method.md §9's table format)."""
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
 
 

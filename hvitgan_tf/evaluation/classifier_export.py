@@ -1,6 +1,7 @@
 """Export a benchmark classifier as a SavedModel with ``classify`` and ``features`` signatures.
 
-Signatures (SPEC §7's ``classify``, plus ``features`` for the ``classifier:`` FID extractor),
+Signatures (docs/method.md §7's ``classify``, plus ``features`` for the ``classifier:`` FID
+extractor),
 batch dimension ``None``:
 
 - ``classify`` (also ``serving_default``): ``images`` uint8 ``[N, H, W, 3]`` ->

@@ -1,4 +1,4 @@
-"""Classifiers for the augmentation benchmark (SPEC §9, the paper's Table 1).
+"""Classifiers for the augmentation benchmark (docs/method.md §9, the paper's Table 1).
 
 ``build_classifier(name, input_shape, num_classes, ...)`` with names:
 

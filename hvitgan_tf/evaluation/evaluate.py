@@ -1,9 +1,10 @@
-"""What ``hvitgan-tf evaluate`` computes, as library functions (SPEC §9).
+"""What ``hvitgan-tf evaluate`` computes, as library functions (docs/method.md §9).
 
 Image quality (FID / KID against one split of a data source):
 
 - ``generator_fid(model_dir, source, split, extractor, ...)``: ``num_samples`` images from an
-  exported GAN's ``generate`` signature (SPEC §7), labels drawn in proportion to the split's
+  exported GAN's ``generate`` signature (docs/method.md §7), labels drawn in proportion to the
+  split's
   class counts, seeds ``seed, seed + 1, ...``, truncation ψ.
 - ``folder_fid(samples_dir, source, split, extractor, ...)``: images already written to disk
   (``hvitgan-tf sample`` output, or any ``folder:`` layout).
@@ -12,7 +13,8 @@ Why the labels follow the split's class prior: FID compares two image distributi
 real side is the split as it is. Generating equal numbers per class against an imbalanced split
 would add a class-mix mismatch to the distance that says nothing about image quality.
 
-Classification (SPEC §9's metrics): ``classifier_metrics(model_dir, source, split)`` runs the
+Classification (docs/method.md §9's metrics): ``classifier_metrics(model_dir, source, split)`` runs
+the
 ``classify`` signature of an exported GAN (its discriminator's class head) or of a classifier
 written by ``classifier_export.export_classifier`` over the split: accuracy, ROC AUC,
 sensitivity, specificity (positive class = label 1) and the confusion matrix.
@@ -115,7 +117,7 @@ def generation_plan(class_counts: Sequence[int], total: int, first_seed: int = 0
     """``(labels int32 [N], seeds int64 [N])``: the fixed latents of an FID evaluation.
 
     Labels follow ``label_quotas`` (grouped by class); seeds are ``first_seed + i``, so the
-    same call always scores the same images (SPEC §6.1: an image is a pure function of its
+    same call always scores the same images (docs/method.md §6.1: an image is a pure function of its
     label, seed and ψ).
     """
     quotas = label_quotas(class_counts, total)
@@ -193,7 +195,7 @@ def _image_input(signature, name: str, path: str):
 
 
 class SavedGenerator:
-    """An exported HViTGAN's ``generate`` signature (SPEC §7), batch by batch.
+    """An exported HViTGAN's ``generate`` signature (docs/method.md §7), batch by batch.
 
     ``label`` int32, ``seed`` int64, ``truncation`` float32, all ``[N]`` -> ``images`` uint8
     ``[N, S, S, 3]``, ``probabilities``, ``confidence``. Only the SavedModel is used, never
@@ -289,7 +291,8 @@ def generator_fid(model_dir: str, source, split: str, extractor, *, num_samples:
         **_fid_common(scores, reference, extractor, source, split, size),
         "class_counts_generated": dict(zip(names, np.bincount(labels, minlength=len(names))
                                            .astype(int).tolist())),
-        # The class head's confidence in the requested label (SPEC §6.3's selection score).
+        # The class head's confidence in the requested label (docs/method.md §6.3's selection
+        # score).
         "mean_confidence": {name: float(confidence[labels == c].mean())
                             for c, name in enumerate(names) if np.any(labels == c)},
     }
@@ -349,7 +352,8 @@ def _fid_common(scores, reference, extractor, source, split, size) -> dict:
 
 def classifier_metrics(model_dir: str, source, split: str, *, batch_size: int = 64,
                        threshold: float = 0.5, progress=None) -> dict:
-    """SPEC §9's metrics of the ``classify`` signature of a SavedModel on ``source``'s split.
+    """docs/method.md §9's metrics of the ``classify`` signature of a SavedModel on ``source``'s
+    split.
 
     Binary data: accuracy, ``auc``, ``sensitivity``, ``specificity`` with label 1 positive
     and a positive call at ``p(label 1) >= threshold``; more classes: accuracy and macro

@@ -1,6 +1,6 @@
 """Feature extractors for FID/KID, behind a small registry: ``get_feature_extractor(name)``.
 
-Names (SPEC §9):
+Names (docs/method.md §9):
 
 - ``inception`` (or ``inception:PATH``): InceptionV3's 2048-d average-pool features, the
   standard FID network. Needs its ImageNet weights file, from ``inception_weights=PATH`` (or the
@@ -132,7 +132,7 @@ class InceptionFeatureExtractor(FeatureExtractor):
 
 
 class ClassifierFeatureExtractor(FeatureExtractor):
-    """Features from the ``features`` signature of a SavedModel (SPEC §9's offline FID).
+    """Features from the ``features`` signature of a SavedModel (docs/method.md §9's offline FID).
 
     The signature takes one image input (uint8 ``[N, H, W, 3]`` expected, named ``images``; a
     float32 input is fed ``[-1, 1]`` images) and returns ``features`` float32 ``[N, F]``. When the

@@ -124,7 +124,7 @@ class _RealFakeFeatures:
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class FrechetInceptionDistance(_RealFakeFeatures, keras.metrics.Metric):
-    """FID between the real and the generated feature streams (SPEC §9).
+    """FID between the real and the generated feature streams (docs/method.md §9).
 
     Args:
         feature_dim: width ``d`` of the feature vectors (2048 for InceptionV3).
@@ -283,7 +283,7 @@ class _FeatureSample:
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class KernelInceptionDistance(_RealFakeFeatures, keras.metrics.Metric):
-    """KID between the real and generated feature streams (SPEC §9).
+    """KID between the real and generated feature streams (docs/method.md §9).
 
     Keeps a uniform random sample of up to ``max_samples`` feature vectors per side (see
     ``_FeatureSample``); ``result()`` is ``{name: mean, name + "_std": std}`` of the unbiased

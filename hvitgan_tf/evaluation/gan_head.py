@@ -1,15 +1,18 @@
-"""The GAN's own class head as a benchmark classifier: ``hvitgan_head`` (SPEC §9, Table 1's
+"""The GAN's own class head as a benchmark classifier: ``hvitgan_head`` (docs/method.md §9, Table
+1's
 "own class head" rows).
 
 What "own class head" means here
-    The classifier *is* the HViTGAN discriminator (SPEC §3) read as a classifier: images ->
+    The classifier *is* the HViTGAN discriminator (docs/method.md §3) read as a classifier: images
+    ->
     multi-scale patch embedding -> the four transformer stages -> final LayerNorm -> class
     token -> class head (Dense -> ``num_classes``) -> softmax. The source (critic) head is kept
     but frozen and unused. The architecture comes from the GAN's model config.
 
     With a GAN run (``RUN_DIR``, its ``best`` checkpoint by default, which falls back to
     ``last``) the weights start as that run's trained discriminator: the head that selected the
-    synthetic patches (SPEC §6.3), together with the features it learned adversarially. Both
+    synthetic patches (docs/method.md §6.3), together with the features it learned adversarially.
+    Both
     arms of the comparison then fine-tune that same starting point with the benchmark's
     ordinary supervised recipe:
 
@@ -192,7 +195,8 @@ def build_hvitgan_head(input_shape: Sequence[int], num_classes: int, head: GANHe
                                   name="to_gan_size")(x)
     trunk = DiscriminatorFeatures(config, name=FEATURES_LAYER)
     features = trunk(x)
-    # float32 like the discriminator's own heads (SPEC §3 keeps the scores in full precision).
+    # float32 like the discriminator's own heads (docs/method.md §3 keeps the scores in full
+    # precision).
     head_layer = linear(config.num_classes, name="logits", dtype="float32")
     logits = head_layer(features)
     if head.weights is not None:

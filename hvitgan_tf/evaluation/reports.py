@@ -2,7 +2,7 @@
 
 ``results`` throughout is ``{model name: {metric: MeanStd}}`` as produced by
 ``classification_metrics.summarize_repeats`` (insertion order = row order). The Markdown table
-has SPEC §9's layout::
+has docs/method.md §9's layout::
 
     | model | accuracy | AUC | sensitivity | specificity |
     |---|---|---|---|---|

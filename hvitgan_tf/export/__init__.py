@@ -1,4 +1,4 @@
-"""Exported SavedModels (SPEC §7): writing them from a run, finding them, serving them.
+"""Exported SavedModels (docs/method.md §7): writing them from a run, finding them, serving them.
 
     from hvitgan_tf.export import export_run, read_export_metadata, resolve_model_dir
     path = export_run("runs/demo")                      # -> .../saved_models/hvitgan/1

@@ -1,6 +1,6 @@
 """Finding an exported model and reading what travels with it, without TensorFlow.
 
-Layout (TF Serving's, SPEC §7)::
+Layout (TF Serving's, docs/method.md §7)::
 
     saved_models/<name>/<version>/saved_model.pb           # integer versions, highest is served
     saved_models/<name>/<version>/variables/...

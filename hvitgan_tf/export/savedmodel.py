@@ -1,12 +1,13 @@
 """Export a training run as a versioned SavedModel for TF Serving and ``hvitgan-tf sample``.
 
-Signatures (SPEC §7), all with a ``None`` batch dimension and only core TF ops:
+Signatures (docs/method.md §7), all with a ``None`` batch dimension and only core TF ops:
 
 ``generate`` (also ``serving_default``)
     ``label`` int32 ``[N]``, ``seed`` int64 ``[N]``, ``truncation`` float32 ``[N]`` ->
     ``images`` uint8 ``[N, S, S, 3]``, ``probabilities`` float32 ``[N, C]``,
     ``confidence`` float32 ``[N]`` (``probabilities[i, label[i]]``).
-    The EMA generator draws ``z = truncated_noise(seed, latent_dim, truncation)`` (SPEC §6.1,
+    The EMA generator draws ``z = truncated_noise(seed, latent_dim, truncation)`` (docs/method.md
+    §6.1,
     ``hvitgan_tf.noise``), the image is rounded to uint8, and the discriminator's class head
     scores *that uint8 image*, so ``probabilities`` are exactly what ``classify`` returns for
     the PNG written from ``images``. Bad requests (negative or NaN ψ, a label outside
@@ -19,7 +20,8 @@ Signatures (SPEC §7), all with a ``None`` batch dimension and only core TF ops:
     (``hvitgan_tf.data.base.to_model_input``).
 ``features``
     ``images`` uint8 ``[N, H, W, 3]`` -> ``features`` float32 ``[N, F]``: the class-token
-    features the class head reads (the offline ``classifier:PATH`` FID extractor, SPEC §9).
+    features the class head reads (the offline ``classifier:PATH`` FID extractor, docs/method.md
+    §9).
 ``metadata``
     no inputs -> ``class_names`` string ``[C]``, ``image_size``, ``latent_dim``, ``num_classes``
     int32 scalars, ``json`` string scalar (the whole ``hvitgan.json``).
@@ -29,7 +31,8 @@ Why one sample at a time inside the graph: Keras's ``Dense`` on ``[N, T, C]`` to
 at another position or in a batch of another size (measured: ~1e-8 differences even for a
 permutation of the same batch); elementwise kernels (``exp``, ``erf``, the softmax) also treat the
 last few elements of a tensor with scalar code. Rounded to uint8, such differences flip a pixel
-now and then, so "same (label, seed, ψ) -> same bytes" (SPEC §6, §7) would only hold for the same
+now and then, so "same (label, seed, ψ) -> same bytes" (docs/method.md §6, §7) would only hold for
+the same
 batch. Running noise, generator, class head and softmax on ``[1, ...]`` slices with
 ``tf.map_fn`` gives every sample identical shapes and therefore identical bits whatever the
 batch; ``PARALLEL_SAMPLES`` slices run concurrently to win back most of the batching speed

@@ -1,4 +1,4 @@
-"""HViTGAN networks (SPEC §2, §3) and their configuration.
+"""HViTGAN networks (docs/method.md §2, §3) and their configuration.
 
     from hvitgan_tf.models import build_generator, build_discriminator, preset
     cfg = preset("small", num_classes=2)

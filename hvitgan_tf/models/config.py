@@ -1,7 +1,7 @@
 """Model hyper-parameters: one frozen dataclass per network, and named presets.
 
 "What is the pcam96 model?" has exactly one answer, ``PRESETS["pcam96"]`` below. Every number
-SPEC.md marks *assumed* is a field here with that number as its default. Configs validate
+docs/method.md marks *assumed* is a field here with that number as its default. Configs validate
 themselves on construction, so an impossible model fails before any layer is built, with a
 message naming the field.
 
@@ -58,7 +58,7 @@ def _as_tuple(value, length, name):
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """SPEC §2. Token grid ``H0 = image_size / 16``; widths ``C, C, C/4, C/16, C/64``."""
+    """docs/method.md §2. Token grid ``H0 = image_size / 16``; widths ``C, C, C/4, C/16, C/64``."""
 
     image_size: int = 96
     num_classes: int = 2
@@ -72,7 +72,7 @@ class GeneratorConfig:
     class_embed_dim: int = 128  # assumed
     class_projection: bool = True  # False: plain LN, the label enters only at the input
     layer_norm_epsilon: float = 1e-6
-    # Token width of each stage. None: SPEC's C, C, C/4, C/16 (each pixel shuffle divides by
+    # Token width of each stage. None: the paper's C, C/4, C/16, C/64 (each pixel shuffle divides by
     # 4, nothing else). Explicit widths (stage 1 must be C) put a learned projection to 4x the
     # stage's width before a pixel shuffle whose input is not already that wide.
     widths: Optional[Tuple[int, ...]] = None
@@ -159,7 +159,8 @@ class GeneratorConfig:
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
-    """SPEC §3. Patch sizes ``p, 2p, 4p``; widths grow ``D/2 -> 3D/4 -> D`` across stages 1-3."""
+    """docs/method.md §3. Patch sizes ``p, 2p, 4p``; widths grow ``D/2 -> 3D/4 -> D`` across stages
+    1-3."""
 
     image_size: int = 96
     num_classes: int = 2
@@ -300,8 +301,9 @@ class ModelConfig:
 
 
 def _pcam96(num_classes):
-    # SPEC §2/§3 "assumed, TransGAN-sized": the paper's model at PCam's 96 px.
-    # Heads: 4, "fewer where the width is too small" (SPEC §2), read as "keep heads at least 16
+    # docs/method.md §2/§3 "assumed, TransGAN-sized": the paper's model at PCam's 96 px.
+    # Heads: 4, "fewer where the width is too small" (docs/method.md §2), read as "keep heads at
+    # least 16
     # channels wide". Stage 4 is 16 channels wide, so it gets one head: four 4-channel heads
     # quadruple the 9216 x 256 attention maps per image, and measured 3.4x slower per stage-4
     # block (forward + backward, CPU) for a model whose other stages all use 16+ channel heads.

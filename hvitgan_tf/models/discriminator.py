@@ -1,4 +1,5 @@
-"""The HViTGAN discriminator (SPEC §3): ``D(images) -> (source [N, 1], class_logits [N, C])``.
+"""The HViTGAN discriminator (docs/method.md §3): ``D(images) -> (source [N, 1], class_logits [N,
+C])``.
 
 Data flow (pcam96 preset: S = 96, p = 4, D = 384)::
 
@@ -11,7 +12,8 @@ Data flow (pcam96 preset: S = 96, p = 4, D = 384)::
              class head (Dense -> C) on the class token, source head (Dense -> 1) on the
              source token; no sigmoid (a WGAN critic).
 
-Feature extractor (domain FID, SPEC §9): :meth:`Discriminator.features` returns the class token
+Feature extractor (domain FID, docs/method.md §9): :meth:`Discriminator.features` returns the class
+token
 after the final LayerNorm, the vector the class head reads.
 """
 import dataclasses
@@ -77,7 +79,8 @@ class DiscriminatorStage(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class Discriminator(keras.Model):
-    """SPEC §3 discriminator. ``D(images, training=False) -> (source [N, 1], logits [N, C])``.
+    """docs/method.md §3 discriminator. ``D(images, training=False) -> (source [N, 1], logits [N,
+    C])``.
 
     ``images`` float ``[N, S, S, 3]`` in ``[-1, 1]``. Both outputs are float32 raw scores (no
     sigmoid / softmax), also under a mixed-precision policy: the final LayerNorm and both heads
@@ -104,7 +107,7 @@ class Discriminator(keras.Model):
         self.class_and_source_tokens = ClassAndSourceTokens(name="class_and_source_tokens")
         # Full precision (the policy's variable dtype: float32 under mixed_bfloat16) from here on:
         # the features and both scores are float32, and the critic score feeds the gradient
-        # penalty (NOTES-KERAS3 "Mixed precision"). Only 2 + (S/8p)^2 tokens: cheap.
+        # penalty (docs/keras3-notes.md §2.8). Only 2 + (S/8p)^2 tokens: cheap.
         full = self.variable_dtype
         self.final_norm = LayerNorm(cfg.layer_norm_epsilon, name="final_norm", dtype=full)
         self.class_head = linear(cfg.num_classes, name="class_head", dtype=full)
@@ -153,7 +156,7 @@ class Discriminator(keras.Model):
 
     def features(self, images, training=False):
         """Penultimate class-token features ``[N, embed_dim]`` float32 (after the final LN, before
-        the class head): the domain feature extractor for FID/KID (SPEC §9).
+        the class head): the domain feature extractor for FID/KID (docs/method.md §9).
 
         Export: ``archive.track(D)`` and ``archive.add_endpoint("features", tf.function(
         D.features, input_signature=[tf.TensorSpec([None, S, S, 3], tf.float32)]))``; with the

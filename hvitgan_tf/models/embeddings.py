@@ -1,5 +1,5 @@
 """Learned position embeddings, the discriminator's multi-scale patch embedding and its class and
-source tokens (SPEC §2, §3)."""
+source tokens (docs/method.md §2, §3)."""
 import keras
 from keras import ops
 
@@ -11,7 +11,7 @@ class PositionEmbedding(keras.layers.Layer):
     """Adds one learned vector per token position: ``[B, n, C] -> [B, n, C]``.
 
     Every generator stage gets a fresh one after its upsample, and each patch scale of the
-    discriminator has its own (SPEC §2, §3): the grids differ, so the positions do too.
+    discriminator has its own (docs/method.md §2, §3): the grids differ, so the positions do too.
     """
 
     def build(self, input_shape):
@@ -30,7 +30,7 @@ def image_to_patches(images, patch_size):
     """``[B, S, S, 3]`` -> ``[B, (S/p)^2, p*p*3]``: non-overlapping patches, row-major, flattened.
 
     A reshape and one transpose: no arithmetic, and differentiable to any order (the gradient
-    penalty differentiates the discriminator twice, SPEC §4).
+    penalty differentiates the discriminator twice, docs/method.md §4).
     """
     size, channels = images.shape[1], images.shape[3]
     p = patch_size
@@ -43,7 +43,8 @@ def image_to_patches(images, patch_size):
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class MultiScalePatchEmbedding(keras.layers.Layer):
-    """The discriminator's input (SPEC §3.1): patches of ``p``, ``2p`` and ``4p`` pixels, each
+    """The discriminator's input (docs/method.md §3.1): patches of ``p``, ``2p`` and ``4p`` pixels,
+    each
     scale with its own linear embedding and position embedding.
 
     ``images [B, S, S, 3] -> [tokens_p [B, (S/p)^2, widths[0]], tokens_2p [B, (S/2p)^2, widths[1]],
@@ -89,7 +90,7 @@ class MultiScalePatchEmbedding(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class ClassAndSourceTokens(keras.layers.Layer):
-    """Prepends a learned class token and a learned source token (SPEC §3.3).
+    """Prepends a learned class token and a learned source token (docs/method.md §3.3).
 
     ``[B, n, C] -> [B, 2 + n, C]``; index :data:`CLASS` feeds the class head (and is the
     discriminator's feature vector), index :data:`SOURCE` the critic (source) head.

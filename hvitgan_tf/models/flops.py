@@ -1,4 +1,5 @@
-"""Analytic FLOPs of one forward pass of each network, read from the config alone (SPEC §2, §3).
+"""Analytic FLOPs of one forward pass of each network, read from the config alone (docs/method.md
+§2, §3).
 
 What is counted: every matrix product, at 2 FLOPs per multiply-add -- the token projections
 (patch and input embeddings, q/k/v, attention output, both MLP layers, the conditional layer
@@ -63,7 +64,7 @@ def encoder_block(tokens: int, width: int, mlp_ratio: float, window_tokens: int)
 
 
 def generator_forward(cfg: GeneratorConfig) -> ForwardFlops:
-    """One image through the generator (SPEC §2)."""
+    """One image through the generator (docs/method.md §2)."""
     h0, c = cfg.initial_grid, cfg.embed_dim
     total = dense(1, cfg.latent_dim + cfg.num_classes, h0 * h0 * c)  # input projection
     condition = cfg.noise_chunk + cfg.class_embed_dim
@@ -85,7 +86,7 @@ def generator_forward(cfg: GeneratorConfig) -> ForwardFlops:
 
 
 def discriminator_forward(cfg: DiscriminatorConfig) -> ForwardFlops:
-    """One image through the discriminator (SPEC §3), both heads included."""
+    """One image through the discriminator (docs/method.md §3), both heads included."""
     size, p = cfg.image_size, cfg.patch_size
     total = ForwardFlops(0, 0)
     for k, width in enumerate(cfg.scale_widths):  # patches of p, 2p, 4p, each embedded

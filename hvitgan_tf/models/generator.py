@@ -1,4 +1,5 @@
-"""The HViTGAN generator (SPEC §2): ``G([z, labels]) -> images [N, S, S, 3]`` in ``[-1, 1]``.
+"""The HViTGAN generator (docs/method.md §2): ``G([z, labels]) -> images [N, S, S, 3]`` in ``[-1,
+1]``.
 
 Data flow (``H0 = S / 16``, widths for the pcam96 preset in brackets)::
 
@@ -50,7 +51,7 @@ class GeneratorStage(keras.layers.Layer):
         self.mlp_ratio = float(mlp_ratio)
         self.epsilon = float(epsilon)
         self.class_projection = bool(class_projection)
-        # Output width; None keeps what the upsampler gives (SPEC: C, then C/4 per shuffle).
+        # Output width; None keeps what the upsampler gives (docs/method.md §2.2).
         self.width = None if width is None else int(width)
         self.expand = None  # Dense to 4 * width before a pixel shuffle, when one is needed
         self.norm = (ConditionalLayerNorm(self.epsilon, name="class_projection")
@@ -119,7 +120,7 @@ class GeneratorStage(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class Generator(keras.Model):
-    """SPEC §2 generator. Call as ``G([z, labels], training=False)``.
+    """docs/method.md §2 generator. Call as ``G([z, labels], training=False)``.
 
     Args (of the call): ``z`` float32 ``[N, latent_dim]``; ``labels`` integer ``[N]`` in
     ``[0, num_classes)``. Returns float32 images ``[N, S, S, 3]`` in ``[-1, 1]`` (also under a

@@ -1,4 +1,5 @@
-"""Layer norms: the plain one of every encoder block and the generator's conditional one (SPEC §2).
+"""Layer norms: the plain one of every encoder block and the generator's conditional one
+(docs/method.md §2).
 
 Why not ``keras.layers.LayerNormalization``: on the TensorFlow backend it computes the variance
 with ``tf.nn.moments``, which wraps the mean in ``stop_gradient``. First derivatives are still
@@ -52,7 +53,8 @@ class LayerNorm(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class ConditionalLayerNorm(keras.layers.Layer):
-    """``CLN(h | e) = (1 + W_g e) * (h - mean(h)) / sqrt(var(h) + eps) + W_b e`` (SPEC §2).
+    """``CLN(h | e) = (1 + W_g e) * (h - mean(h)) / sqrt(var(h) + eps) + W_b e`` (docs/method.md
+    §2).
 
     Called as ``layer([tokens, condition])`` with tokens ``[batch, n, width]`` and the condition
     vector ``e`` ``[batch, e_dim]`` (in HViTGAN ``e_k = concat(z_k, class_embedding(y))``). Mean and

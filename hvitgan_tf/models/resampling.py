@@ -12,7 +12,8 @@ from hvitgan_tf.models.transformer import square_grid_side
 
 
 def bicubic_upsampling_matrix(size):
-    """``[2 * size, size]`` matrix ``A`` with ``A @ v`` == bicubic x2 resize of the 1-D signal ``v``.
+    """``[2 * size, size]`` matrix ``A`` with ``A @ v`` == bicubic x2 resize of the 1-D signal
+    ``v``.
 
     Built by resizing the identity with ``keras.ops.image.resize(..., "bicubic")`` (TF's
     ``ResizeBicubic``: Keys kernel, half-pixel centres, edge handling), so the matrix *is* that
@@ -26,7 +27,8 @@ def bicubic_upsampling_matrix(size):
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class BicubicUpsample(keras.layers.Layer):
-    """x2 bicubic upsampling of the token grid, width unchanged (SPEC §2, generator stage 1).
+    """x2 bicubic upsampling of the token grid, width unchanged (docs/method.md §2, generator stage
+    1).
 
     ``[B, g*g, C] -> [B, 4*g*g, C]``, numerically ``keras.ops.image.resize(grid, (2g, 2g),
     "bicubic")``, applied as two small matmuls with :func:`bicubic_upsampling_matrix` instead of
@@ -56,7 +58,8 @@ class BicubicUpsample(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class PixelShuffleUpsample(keras.layers.Layer):
-    """x2 pixel shuffle (depth-to-space): ``[B, g*g, C] -> [B, 4*g*g, C/4]`` (SPEC §2, stages 2-4).
+    """x2 pixel shuffle (depth-to-space): ``[B, g*g, C] -> [B, 4*g*g, C/4]`` (docs/method.md §2,
+    stages 2-4).
 
     Each token's channels are split into four groups of ``C/4`` that become its 2x2 children, so
     resolution doubles at no compute cost while the width drops by 4.
@@ -79,7 +82,8 @@ class PixelShuffleUpsample(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class TokenAveragePool(keras.layers.Layer):
-    """2x2 average pooling of the token grid: ``[B, g*g, C] -> [B, (g/2)^2, C]`` (SPEC §3.2).
+    """2x2 average pooling of the token grid: ``[B, g*g, C] -> [B, (g/2)^2, C]`` (docs/method.md
+    §3.2).
 
     A reshape and a mean, which have gradients of every order (the gradient penalty needs two).
     """

@@ -1,4 +1,5 @@
-"""The one transformer encoder block of HViTGAN (SPEC §2 "Transformer encoder"), used by both the
+"""The one transformer encoder block of HViTGAN (docs/method.md §2 "Transformer encoder"), used by
+both the
 generator and the discriminator, with global or non-overlapping window self-attention.
 
 Token layout everywhere in the package: a square grid of ``g x g`` tokens stored row-major as a
@@ -66,7 +67,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     a zero-filled full-size tensor per slice in every backward pass). The logits use
     ``tf.linalg.matmul(..., transpose_b=True)`` instead of an einsum, which on the TensorFlow
     backend would materialise transposed keys. The softmax runs in float32 under mixed precision.
-    All ops have exact second-order gradients (WGAN-GP, SPEC §4).
+    All ops have exact second-order gradients (WGAN-GP, docs/method.md §4).
     """
 
     def __init__(self, num_heads, window_size=None, **kwargs):
@@ -146,11 +147,11 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class TransformerEncoder(keras.layers.Layer):
-    """Pre-norm encoder block: ``x + MHSA(LN(x))`` then ``x + MLP(LN(x))`` (SPEC §2).
+    """Pre-norm encoder block: ``x + MHSA(LN(x))`` then ``x + MLP(LN(x))`` (docs/method.md §2).
 
     Args:
         num_heads: attention heads (must divide the token width).
-        mlp_ratio: hidden width of the MLP relative to the token width (SPEC: 4).
+        mlp_ratio: hidden width of the MLP relative to the token width (docs/method.md §2.3: 4).
         window_size: ``None`` for global attention over all tokens, or ``w`` for attention inside
             non-overlapping ``w x w`` windows of the square token grid (``w`` must divide it).
         epsilon: LayerNorm epsilon (1e-6).

@@ -1,4 +1,4 @@
-"""Selective augmentation from an exported SavedModel (SPEC §6), usable without the CLI.
+"""Selective augmentation from an exported SavedModel (docs/method.md §6), usable without the CLI.
 
     from hvitgan_tf.sampling import sample
     report = sample("saved_models/hvitgan", "synthetic", per_class=500, threshold=0.8,

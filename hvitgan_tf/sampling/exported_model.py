@@ -1,4 +1,4 @@
-"""An exported hvitgan SavedModel, loaded with ``tf.saved_model.load`` only (SPEC §7).
+"""An exported hvitgan SavedModel, loaded with ``tf.saved_model.load`` only (docs/method.md §7).
 
 Sampling never imports the model classes (STYLE: dependencies point one way): what it knows of
 the networks is the ``generate`` / ``classify`` / ``features`` signatures and ``hvitgan.json``.

@@ -1,6 +1,7 @@
 """How many images of which class: ``--classes``, ``--per-class`` / ``--num`` + ``--class-ratio``.
 
-SPEC §6.2: class-balanced quotas, either ``per_class`` images of every selected class or ``num``
+docs/method.md §6.2: class-balanced quotas, either ``per_class`` images of every selected class or
+``num``
 images split by a class ratio (default uniform). Everything is checked here, before a model is
 loaded, and every mistake is a one-line ``UserError`` naming the valid choices. No TensorFlow.
 """
@@ -133,7 +134,7 @@ def split_by_ratio(num: int, shares: Mapping[int, float]) -> Dict[int, int]:
 def plan_quotas(class_names: Sequence[str], *, per_class: Optional[int] = None,
                 num: Optional[int] = None, class_ratio: RatioSpec = None,
                 classes: ClassSpec = None) -> Dict[int, int]:
-    """``{label: quota}`` for the selected classes, in selection order (SPEC §6.2)."""
+    """``{label: quota}`` for the selected classes, in selection order (docs/method.md §6.2)."""
     if (per_class is None) == (num is None):
         raise UserError("give exactly one of --per-class N (N images of every class) or --num N "
                         "(N images split by --class-ratio)")

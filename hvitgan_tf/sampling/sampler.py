@@ -1,4 +1,5 @@
-"""Selective augmentation (SPEC §6): class-balanced, truncated, confidence-filtered generation
+"""Selective augmentation (docs/method.md §6): class-balanced, truncated, confidence-filtered
+generation
 from an exported SavedModel into an image folder and/or TFRecord shards.
 
     from hvitgan_tf.sampling import sample
@@ -143,7 +144,7 @@ class SampleReport:
 
 
 def check_settings(threshold, truncation, batch_size, formats, max_attempts, shard_size, seed):
-    """The scalar options of ``sample`` (SPEC §6.3: threshold in [0, 1); ψ >= 0)."""
+    """The scalar options of ``sample`` (docs/method.md §6.3: threshold in [0, 1); ψ >= 0)."""
     if not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
         raise UserError(f"--threshold must be in [0, 1), got {threshold!r} (a confidence of "
                         "1.0 is never reached exactly)")
@@ -180,7 +181,7 @@ def sample(model_dir, out_dir, *, per_class: Optional[int] = None, num: Optional
             default uniform). Quotas count what the folder already holds: a rerun resumes.
         classes: names or ids (``"tumor,normal"`` or a list); default all.
         threshold: keep an image when the class head gives its label this probability.
-        truncation: ψ of the truncated noise (SPEC §6.1), ``>= 0``.
+        truncation: ψ of the truncated noise (docs/method.md §6.1), ``>= 0``.
         max_attempts: cap on attempts per class (whole folder); default 20 x its quota.
         formats: ``png`` and/or ``tfrecord``.
         model: an already loaded ``ExportedModel`` of ``model_dir`` (saves loading it twice).

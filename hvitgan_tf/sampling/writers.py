@@ -1,5 +1,5 @@
 """The output folder of ``hvitgan-tf sample``: what is written, in which order, and how a rerun
-resumes (SPEC §6.4).
+resumes (docs/method.md §6.4).
 
 Layout::
 

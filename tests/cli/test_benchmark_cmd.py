@@ -1,5 +1,6 @@
 """`hvitgan-tf benchmark` end to end on the demo data with tiny classifiers: synthetic data
-generated from the tiny export, every output file, SPEC §9's table, and a resumed rerun."""
+generated from the tiny export, every output file, docs/method.md §9's table, and a resumed
+rerun."""
 import csv
 import json
 import os

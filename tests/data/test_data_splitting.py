@@ -1,4 +1,4 @@
-"""Seeded stratified splits and training subsets (SPEC §8)."""
+"""Seeded stratified splits and training subsets (docs/method.md §8)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
-"""The exported SavedModel (SPEC §7): layout, metadata, signatures, determinism, input checks."""
+"""The exported SavedModel (docs/method.md §7): layout, metadata, signatures, determinism, input
+checks."""
 import json
 import os
 import stat
@@ -138,7 +139,7 @@ def test_a_failed_export_leaves_no_version_behind(tmp_path, tiny_run_dir, monkey
 
 
 def test_saved_model_cli_shows_and_runs_the_signatures(tiny_saved_model, tmp_path, loaded):
-    """The TF1-style loader TF Serving uses (NOTES-KERAS3), through saved_model_cli. (Bad
+    """The TF1-style loader TF Serving uses (docs/keras3-notes.md §5), through saved_model_cli. (Bad
     requests fail the same way through either loader: see the parametrized test below.)"""
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     version_dir = tiny_saved_model[1]

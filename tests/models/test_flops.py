@@ -1,4 +1,4 @@
-"""The analytic FLOP counts (hvitgan_tf.models.flops, SPEC §2-§4) against TensorFlow's own
+"""The analytic FLOP counts (hvitgan_tf.models.flops, docs/method.md §2-§4) against TensorFlow's own
 count of the matrix products in the traced graphs."""
 import pytest
 import tensorflow as tf

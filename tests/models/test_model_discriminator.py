@@ -1,4 +1,5 @@
-"""The discriminator (SPEC §3): outputs, features, gradient penalty, serialisation, precision."""
+"""The discriminator (docs/method.md §3): outputs, features, gradient penalty, serialisation,
+precision."""
 import keras
 import numpy as np
 import pytest
@@ -37,7 +38,8 @@ def test_discriminator_under_tf_function_with_unknown_batch(tiny, tiny_discrimin
 
 
 def _penalty(discriminator, images):
-    """SPEC §4's gradient penalty: (||grad_x D_s(x)||_2 - 1)^2, norm as sqrt(sum g^2 + 1e-12)."""
+    """docs/method.md §4's gradient penalty: (||grad_x D_s(x)||_2 - 1)^2, norm as sqrt(sum g^2 +
+    1e-12)."""
     with tf.GradientTape() as inner:
         inner.watch(images)
         source, _ = discriminator(images, training=True)

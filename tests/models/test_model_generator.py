@@ -1,4 +1,5 @@
-"""The generator (SPEC §2): shapes, range, conditioning, ablation, serialisation, precision."""
+"""The generator (docs/method.md §2): shapes, range, conditioning, ablation, serialisation,
+precision."""
 import keras
 import numpy as np
 import pytest

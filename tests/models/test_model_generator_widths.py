@@ -26,7 +26,7 @@ def test_explicit_widths_set_every_stage_and_add_one_projection_where_needed():
     assert generator.to_rgb.kernel.shape == (16, 3)
     images = _images(generator, [0, 1, 2])
     assert images.shape == (3, 16, 16, 3) and np.all(np.abs(images) <= 1)
-    assert generator_forward(cfg).total > generator_forward(base).total  # wider stages cost more, and count
+    assert generator_forward(cfg).total > generator_forward(base).total  # counted, and dearer
 
 
 def test_default_widths_are_the_papers_and_unchanged():

@@ -1,4 +1,4 @@
-"""``hvitgan_tf.sampling.sample`` end to end on the tiny export (SPEC §6).
+"""``hvitgan_tf.sampling.sample`` end to end on the tiny export (docs/method.md §6).
 
 The tiny model is trained for 4 iterations, so its class head is far from confident: the tests
 choose their thresholds from the model's own confidence distribution where they need real

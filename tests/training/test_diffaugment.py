@@ -1,4 +1,4 @@
-"""DiffAugment (SPEC §5): each op against a NumPy reference, randomness API, gradients."""
+"""DiffAugment (docs/method.md §5): each op against a NumPy reference, randomness API, gradients."""
 import json
 import os
 import subprocess
@@ -301,7 +301,7 @@ class _TinyCritic:
 
 
 def _gradient_penalty(aug, critic, x_hat, params):
-    """SPEC §4: E[(||∇_x̂ D(A(x̂))|| - 1)^2] with the safe norm."""
+    """docs/method.md §4: E[(||∇_x̂ D(A(x̂))|| - 1)^2] with the safe norm."""
     with tf.GradientTape() as inner:
         inner.watch(x_hat)
         scores = critic(aug.apply(x_hat, params))

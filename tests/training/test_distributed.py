@@ -1,5 +1,6 @@
 """Same numbers on one device and on several: MirroredStrategy over two logical CPUs, and two
-worker processes under MultiWorkerMirroredStrategy (SPEC §10, NOTES-KERAS3 §3-6)."""
+worker processes under MultiWorkerMirroredStrategy (docs/method.md §10, docs/keras3-notes.md
+§2.3-2.6)."""
 import json
 import os
 import subprocess

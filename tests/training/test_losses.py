@@ -1,4 +1,4 @@
-"""SPEC §4 loss terms checked against independent computations."""
+"""docs/method.md §4 loss terms checked against independent computations."""
 import math
 
 import numpy as np
