@@ -186,13 +186,3 @@ def truncated_noise(seeds, latent_dim: int, truncation=1.0):
     z = tf.clip_by_value(tf.cast(z, tf.float32), -psi, psi)
     # ψ = 0 already gives ±0.0 (the sign of w survives erfinv); make it a plain +0.0.
     return tf.where(psi > 0.0, z, tf.zeros_like(z))
-
-
-def normal_noise(seeds, latent_dim: int):
-    """Untruncated N(0, I) latents per seed: :func:`truncated_noise` at ψ = ∞ (same stream).
-
-    For training-time per-sample noise (e.g. seeds ``base + arange(global_batch)`` sliced per
-    replica, so replicas draw exactly the rows a single device would). The tails stop at about
-    ±8.2σ (52-bit uniforms), which no finite batch can tell from a normal.
-    """
-    return truncated_noise(seeds, latent_dim, float("inf"))

@@ -103,10 +103,6 @@ class _RealFakeFeatures:
 
     _feature_dtype = tf.float64  # what update() receives
 
-    @property
-    def has_reference(self) -> bool:
-        return self._reference_fixed
-
     def update_state(self, real_features=None, fake_features=None):
         """Add a batch of real and/or generated features (``[N, feature_dim]``, any float)."""
         if real_features is None and fake_features is None:
@@ -174,9 +170,6 @@ class FrechetInceptionDistance(_RealFakeFeatures, keras.metrics.Metric):
     def real_statistics(self) -> FeatureStatistics:
         """Mean, covariance and count of the real side (eager only)."""
         return self._statistics(self._real, "real")
-
-    def fake_statistics(self) -> FeatureStatistics:
-        return self._statistics(self._fake, "fake")
 
     @staticmethod
     def _statistics(moments: _RunningMoments, side: str) -> FeatureStatistics:

@@ -407,13 +407,6 @@ class ShardWriter:
         self._writer, self._tmp, self._count = None, None, 0
         self.index += 1
 
-    def abandon(self):
-        """Drop the open shard (its rows were never listed)."""
-        if self._writer is not None:
-            self._writer.close()
-            _remove(self._tmp)
-            self._writer, self._tmp, self._count = None, None, 0
-
 
 class SampleWriter:
     """Writes batches of kept samples in the order of the module docstring (one thread)."""

@@ -24,7 +24,8 @@ def test_repeated_stream_is_the_same_for_every_iterator_and_reshuffles_each_pass
 
     passes = [first[i * n:(i + 1) * n] for i in range(3)]
     assert all(sorted(p) == sorted(passes[0]) for p in passes)  # each pass is a permutation
-    assert passes[0] != passes[1] != passes[2]  # ... in a new order
+    # ... in a new order every time (a chained != would never compare pass 0 with pass 2)
+    assert passes[0] != passes[1] and passes[1] != passes[2] and passes[0] != passes[2]
 
     other_seed = _labels_and_means(
         source.examples("train", 16, shuffle=True, seed=5, repeat=True), n)

@@ -39,16 +39,28 @@ def test_gradient_penalty_is_zero_at_unit_norm_and_positive_elsewhere():
                                [0.0, 1.0, 4.0])
 
 
-def test_penalty_second_order_gradient_stays_finite_when_input_gradient_vanishes():
-    # A critic that ignores its input has a zero input gradient: a bare sqrt would give NaN.
+def _penalty_gradient_at_a_vanishing_input_gradient():
+    # D(x) = w * sum(x^2): its input gradient 2 w x depends on w and is exactly zero at x = 0,
+    # where a bare sqrt has an infinite derivative (0 * inf = NaN in the chain rule).
     weight = tf.Variable(0.5)
-    critic = lambda x: tf.reduce_sum(x * 0.0, axis=[1, 2, 3])[:, None] + weight
+    critic = lambda x: weight * tf.reduce_sum(tf.square(x), axis=[1, 2, 3])[:, None]
     x = tf.zeros([3, 4, 4, 3])
     with tf.GradientTape() as tape:
         penalty = tf.reduce_sum(L.gradient_penalty(L.critic_input_gradient_norm(critic, x)))
-    grad = tape.gradient(penalty, weight)
+    return penalty, tape.gradient(penalty, weight)
+
+
+def test_penalty_second_order_gradient_stays_finite_when_input_gradient_vanishes():
+    penalty, grad = _penalty_gradient_at_a_vanishing_input_gradient()
     assert penalty.numpy() == pytest.approx(3.0, rel=1e-5)
-    assert grad is None or np.isfinite(grad.numpy())
+    assert grad is not None and np.isfinite(grad.numpy())
+
+
+def test_without_the_epsilon_the_same_gradient_is_nan(monkeypatch):
+    """The check above can fail: with a bare sqrt the penalty's weight gradient is NaN."""
+    monkeypatch.setattr(L, "GRADIENT_NORM_EPSILON", 0.0)
+    _, grad = _penalty_gradient_at_a_vanishing_input_gradient()
+    assert np.isnan(grad.numpy())
 
 
 def test_interpolation_uses_one_alpha_per_sample():
