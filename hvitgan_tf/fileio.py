@@ -9,6 +9,38 @@ import os
 import shutil
 import tempfile
 
+from hvitgan_tf.errors import UserError
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask when the package was imported: temporary files are created 0600 and
+#: folders 0700, and are given the permissions an ordinary ``open`` / ``mkdir`` would.
+_UMASK = _current_umask()
+
+
+def file_mode():
+    """Permissions of a new ordinary file under the umask (0644 under the usual 022)."""
+    return 0o666 & ~_UMASK
+
+
+class DamagedJSONError(UserError, json.JSONDecodeError):
+    """A JSON file the tool wrote earlier that no longer parses (truncated, overwritten).
+
+    Also a ``json.JSONDecodeError``, so callers that recover from one keep doing so."""
+
+    def __init__(self, path, msg, doc, pos):
+        json.JSONDecodeError.__init__(self, msg, doc, pos)
+        self.path = os.fspath(path)
+
+    def __str__(self):
+        return (f"{self.path} is damaged: not valid JSON ({self.msg} at line {self.lineno}, "
+                f"column {self.colno})")
+
 
 @contextlib.contextmanager
 def atomic_path(path, suffix=None):
@@ -24,6 +56,7 @@ def atomic_path(path, suffix=None):
         suffix = "".join(_extensions(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     os.close(fd)
+    os.chmod(tmp, file_mode())
     try:
         yield tmp
         os.replace(tmp, path)
@@ -50,8 +83,18 @@ def write_json(path, data):
 
 
 def read_json(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """The parsed file; a damaged one raises :class:`DamagedJSONError` naming it."""
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DamagedJSONError(path, "not UTF-8 text", raw.decode("latin-1"),
+                               error.start) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DamagedJSONError(path, error.msg, error.doc, error.pos) from None
 
 
 @contextlib.contextmanager
@@ -65,6 +108,7 @@ def atomic_directory(path):
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
         os.rename(tmp, path)

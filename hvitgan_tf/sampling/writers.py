@@ -48,7 +48,7 @@ import numpy as np
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.export.metadata import describe
-from hvitgan_tf.fileio import atomic_open, atomic_path, read_json, write_json
+from hvitgan_tf.fileio import atomic_open, atomic_path, file_mode, read_json, write_json
 from hvitgan_tf.sampling.seeds import parse_sample_id
 
 MANIFEST = "manifest.csv"
@@ -401,7 +401,7 @@ class ShardWriter:
         if self._writer is None:
             return
         self._writer.close()
-        os.chmod(self._tmp, 0o644)
+        os.chmod(self._tmp, file_mode())
         os.replace(self._tmp, os.path.join(self.folder, self.current_name))
         self.closed_shards.append(self.current_name)
         self._writer, self._tmp, self._count = None, None, 0
@@ -476,7 +476,7 @@ def _write_bytes(path: str, data: bytes):
     with atomic_path(path, suffix=".png") as tmp:
         with open(tmp, "wb") as handle:
             handle.write(data)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())
 
 
 class BackgroundWriter:

@@ -67,8 +67,12 @@ def load_run(run_dir):
         raise UserError(f"{run_dir} is not an hvitgan-tf run folder (no {RUN_FILE})."
                         + shared_storage_hint())
     record = read_json(path)
-    return (ModelConfig.from_dict(record["model"]), TrainConfig.from_dict(record["train"]),
-            record["data"])
+    try:
+        return (ModelConfig.from_dict(record["model"]), TrainConfig.from_dict(record["train"]),
+                record["data"])
+    except (KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"{path} is not a run record written by hvitgan-tf (no usable "
+                        f"{error}); restore it or start a new run in another --out") from None
 
 
 def _differences(old, new, fields=None):

@@ -1,0 +1,70 @@
+"""Files the tool wrote earlier and reads back: damaged ones are named, not tracebacks; new
+files get the permissions of the umask like any other file."""
+import json
+import os
+import shutil
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from hvitgan_tf.cli.main import cli
+from hvitgan_tf.fileio import DamagedJSONError, atomic_open, read_json, write_json
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_atomic_files_follow_the_umask(tmp_path, monkeypatch):
+    import hvitgan_tf.fileio as fileio
+
+    monkeypatch.setattr(fileio, "_UMASK", 0o022)  # what the umask was at import
+    fileio.write_json(tmp_path / "a.json", {"x": 1})
+    with fileio.atomic_directory(tmp_path / "folder") as folder:
+        open(os.path.join(folder, "f"), "w").close()
+    assert _mode(tmp_path / "a.json") == 0o644  # mkstemp alone gives 0600
+    assert _mode(tmp_path / "folder") == 0o755  # mkdtemp alone gives 0700
+    monkeypatch.setattr(fileio, "_UMASK", 0o077)
+    fileio.write_json(tmp_path / "private.json", {"x": 1})
+    assert _mode(tmp_path / "private.json") == 0o600
+
+
+@pytest.mark.parametrize("content, where", [(b'{"model": {"preset": "tiny"', "line 1"),
+                                            (b"\xff\xfe\x00garbage", "not UTF-8"),
+                                            (b"", "line 1, column 1")])
+def test_damaged_json_names_the_file_and_the_place(tmp_path, content, where):
+    path = tmp_path / "run.json"
+    path.write_bytes(content)
+    with pytest.raises(DamagedJSONError) as caught:
+        read_json(path)
+    assert str(path) in str(caught.value) and where in str(caught.value)
+    assert isinstance(caught.value, json.JSONDecodeError)  # callers that recover still do
+
+
+def test_good_json_round_trips(tmp_path):
+    write_json(tmp_path / "ok.json", {"a": [1, 2]})
+    assert read_json(tmp_path / "ok.json") == {"a": [1, 2]}
+    with atomic_open(tmp_path / "t.txt") as handle:
+        handle.write("x")
+    assert (tmp_path / "t.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_resume_with_a_damaged_run_json_is_a_clear_error(tiny_run_dir, tmp_path, damage):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    record = run / "run.json"
+    if damage == "truncated":
+        record.write_text(record.read_text()[:40])
+    else:
+        record.write_text(json.dumps({"something": "else"}))
+    result = CliRunner().invoke(cli, ["train", "--out", str(run), "--resume", "--steps", "5",
+                                      "--no-export"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert str(record) in result.output
+    if damage == "truncated":
+        assert "is damaged: not valid JSON" in result.output and " line " in result.output
+    else:
+        assert "not a run record" in result.output
