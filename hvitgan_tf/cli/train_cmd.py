@@ -145,6 +145,14 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
             if option not in explicit and field in saved_fid:
                 fid_options[field] = saved_fid[field]
     fid_selection = FIDSelection(**fid_options)
+    if resume:
+        # --export/--no-export, --export-dir and --name not given again: as the run started.
+        saved_export = _saved_record(run_dir).get("export", {})
+        export = saved_export.get("export", export) if "export" not in explicit else export
+        if "export_dir" not in explicit:
+            export_dir = saved_export.get("export_dir", export_dir)
+        if "name" not in explicit:
+            name = saved_export.get("name", name)
 
     train_config = TrainConfig(**{field: options[option]
                                   for option, field in TRAIN_OPTIONS.items()})
@@ -178,7 +186,9 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
     click.echo(_headline(source, model_config, run_dir, resume, xla))
     info = run_training(run_dir, source, model_config, train_config, resume=resume,
                         data_info=data_info, export=exporter, strategy=strategy,
-                        fid_selection=fid_selection)
+                        fid_selection=fid_selection,
+                        export_options={"export": export, "export_dir": export_dir,
+                                        "name": name})
     click.echo(f"trained {info.iterations} iterations ({info.epochs_done} epochs) in "
                f"{info.seconds:.0f} s, {info.images_per_second:.1f} images/s through D and G")
     if info.checkpoint is None:  # a multi-worker run's non-chief worker: it writes nothing
@@ -216,11 +226,15 @@ def _echo_best(run_dir):
                    f"{best['val_fid']:.4g}); exported by default")
 
 
-def _saved_fid_selection(run_dir):
+def _saved_record(run_dir):
     from hvitgan_tf.fileio import read_json
     from hvitgan_tf.training.runner import run_file
 
-    return read_json(run_file(run_dir)).get("fid_selection", {})
+    return read_json(run_file(run_dir))
+
+
+def _saved_fid_selection(run_dir):
+    return _saved_record(run_dir).get("fid_selection", {})
 
 
 def _headline(source, model_config, run_dir, resume, xla):

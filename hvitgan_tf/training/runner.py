@@ -116,7 +116,8 @@ def check_resume(run_dir, model_config, train_config, data_info):
 
 
 def train(run_dir, source, model_config, train_config, *, resume=False, data_info=None,
-          verbose=1, strategy=None, export=None, extra_callbacks=(), fid_selection=None):
+          verbose=1, strategy=None, export=None, extra_callbacks=(), fid_selection=None,
+          export_options=None):
     """Train (or resume) a run. Returns a ``RunInfo``.
 
     Args:
@@ -132,6 +133,8 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
         fid_selection: optional ``hvitgan_tf.evaluation.training_fid.FIDSelection``; when
             enabled, validation FID/KID are logged and the best checkpoint is marked (docs/method.md
             §9).
+        export_options: what to record about the export (the CLI's ``--export``,
+            ``--export-dir``, ``--name``), so that ``--resume`` exports as the run started.
     """
     if model_config.num_classes != source.num_classes:
         raise UserError(f"the model has {model_config.num_classes} classes but "
@@ -167,6 +170,8 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
               "strategy": kind, "replicas": strategy.num_replicas_in_sync}
     if fid_selection is not None and fid_selection.enabled:
         record["fid_selection"] = fid_selection.to_dict()  # --resume selects the same way
+    if export_options is not None:
+        record["export"] = dict(export_options)
     if chief:
         os.makedirs(run_dir, exist_ok=True)
         write_json(run_file(run_dir), record)
