@@ -16,6 +16,7 @@ TRAIN_OPTIONS = {
     "diffaug": "diffaug", "loss_weighting": "loss_weighting",
     "weight_adversarial": "weight_adversarial", "mixed_precision": "mixed_precision",
     "class_gradient_share": "class_gradient_share", "d_class_on_fakes": "d_class_on_fakes",
+    "g_class_gradient_share": "g_class_gradient_share",
     "jit": "jit", "seed": "seed", "strategy": "strategy",
     "checkpoint_every": "checkpoint_every",
 }
@@ -45,12 +46,13 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
               help="Iterations per epoch (default: one pass over the training split).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16,
               help="Images per critic step, summed over all devices (the paper used 12).")
-@click.option("--lr-g", type=click.FloatRange(min=0, min_open=True), default=1e-4,
-              help="Generator learning rate (Adam, betas 0 / 0.99).")
+@click.option("--lr-g", type=click.FloatRange(min=0, min_open=True),
+              default=TrainConfig.lr_g,
+              help="Generator learning rate (Adam, betas 0 / 0.99). The paper's: 1e-4.")
 @click.option("--lr-d", type=click.FloatRange(min=0, min_open=True), default=1e-4,
               help="Discriminator learning rate.")
-@click.option("--n-critic", type=click.IntRange(min=1), default=4,
-              help="Critic updates per generator update.")
+@click.option("--n-critic", type=click.IntRange(min=1), default=TrainConfig.n_critic,
+              help="Critic updates per generator update. The paper's: 4.")
 @click.option("--diffaug", default=DEFAULT_DIFFAUG, metavar="POLICY",
               help=f"DiffAugment policy applied to everything the critic sees ('none' to "
                    f"disable). The paper's: {PAPER_DIFFAUG} (rotation makes mirrored "
@@ -65,6 +67,10 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
                    "critic, as a fraction of the critic terms' gradient (scaled up to 100x "
                    "when smaller). 0: the paper's plain sum, under which the class head "
                    "stayed at chance (docs/method.md).")
+@click.option("--g-class-gradient-share", type=click.FloatRange(min=0),
+              default=TrainConfig.g_class_gradient_share, metavar="SHARE",
+              help="The same floor for the generator's class loss (0: the paper's sum; "
+                   "boosting it while the class head is weak collapsed the samples).")
 @click.option("--d-class-on-fakes/--no-d-class-on-fakes",
               default=TrainConfig.d_class_on_fakes,
               help="Also train the discriminator's class head on generated images (the "

@@ -173,6 +173,10 @@ class DiscriminatorConfig:
     window_size: Tuple[Optional[int], ...] = (None, None, None, None)
     mlp_ratio: float = 4.0
     layer_norm_epsilon: float = 1e-6
+    # Minibatch standard deviation (not in the paper; docs/method.md §11): the critic score
+    # also reads how much the source features vary within groups of this many images, so a
+    # generator that makes one image for every noise scores lower. 0 = off (the paper).
+    minibatch_std_group: int = 0
 
     def __post_init__(self):
         for name in ("depth", "num_heads", "window_size"):
@@ -199,6 +203,10 @@ class DiscriminatorConfig:
 
     def validate(self):
         _require_int("patch_size", self.patch_size)
+        _require_int("minibatch_std_group", self.minibatch_std_group, minimum=0)
+        if self.minibatch_std_group == 1:
+            raise ConfigError("minibatch_std_group must be 0 (off) or at least 2: a group of "
+                              "one image has no spread")
         if (any(isinstance(w, bool) or not isinstance(w, int) for w in self.scale_widths)
                 or sum(self.scale_widths) != self.embed_dim or min(self.scale_widths) < 1):
             raise ConfigError(
@@ -332,7 +340,7 @@ def _small(num_classes):
         ),
         discriminator=DiscriminatorConfig(
             image_size=32, num_classes=num_classes, patch_size=2, embed_dim=128,
-            depth=(1, 1, 1, 2), num_heads=(2, 2, 4, 4),
+            depth=(1, 1, 1, 2), num_heads=(2, 2, 4, 4), minibatch_std_group=4,
         ),
     )
 

@@ -78,6 +78,46 @@ class DiscriminatorStage(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
+class MinibatchStd(keras.layers.Layer):
+    """``[N, D]`` features -> ``[N, 1]``: a learned scale (starting at 0) times the mean over
+    channels of the features' standard deviation within each group of ``group`` consecutive
+    images (ProGAN's minibatch standard deviation, on the critic's features).
+
+    The group is the largest divisor of ``group`` that divides the batch, so any batch size
+    works (a batch of one gives a spread of 0). Training puts real and fake images in separate
+    halves of one batch whose local size is a multiple of ``group``, so no group mixes them.
+    Differentiable to second order (the gradient penalty differentiates it twice).
+    """
+
+    def __init__(self, group, **kwargs):
+        super().__init__(**kwargs)
+        self.group = int(group)
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(), initializer="zeros", name="scale")
+
+    def call(self, features):
+        batch = ops.shape(features)[0]
+        group = ops.convert_to_tensor(1, "int32")
+        for d in range(2, self.group + 1):
+            if self.group % d == 0:
+                group = ops.where(batch % d == 0, d, group)
+        width = features.shape[-1]
+        grouped = ops.reshape(features, (-1, group, width))  # [N / g, g, D]
+        centred = grouped - ops.mean(grouped, axis=1, keepdims=True)
+        spread = ops.sqrt(ops.mean(ops.square(centred), axis=1) + 1e-8)  # [N / g, D]
+        per_group = ops.mean(spread, axis=-1, keepdims=True)  # [N / g, 1]
+        per_image = ops.repeat(per_group, group, axis=0)  # [N, 1], group order kept
+        return self.scale * per_image
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "group": self.group}
+
+
+@keras.saving.register_keras_serializable(package="hvitgan_tf")
 class Discriminator(keras.Model):
     """docs/method.md §3 discriminator. ``D(images, training=False) -> (source [N, 1], logits [N,
     C])``.
@@ -112,6 +152,9 @@ class Discriminator(keras.Model):
         self.final_norm = LayerNorm(cfg.layer_norm_epsilon, name="final_norm", dtype=full)
         self.class_head = linear(cfg.num_classes, name="class_head", dtype=full)
         self.source_head = linear(1, name="source_head", dtype=full)
+        self.minibatch_std = (MinibatchStd(cfg.minibatch_std_group, name="minibatch_std",
+                                           dtype=full)
+                              if cfg.minibatch_std_group else None)
 
     def build(self, input_shape=None):
         cfg = self.config
@@ -130,6 +173,8 @@ class Discriminator(keras.Model):
         self.final_norm.build(tokens)
         self.class_head.build((None, tokens[2]))
         self.source_head.build((None, tokens[2]))
+        if self.minibatch_std is not None:
+            self.minibatch_std.build((None, tokens[2]))
 
     def encode(self, images, training=False):
         """All tokens after the final LayerNorm: ``[N, 2 + n, embed_dim]`` float32, with the
@@ -148,7 +193,10 @@ class Discriminator(keras.Model):
     def call(self, images, training=False, return_features=False):
         tokens = self.encode(images, training=training)
         features = tokens[:, ClassAndSourceTokens.CLASS]  # [N, D]
-        source = self.source_head(tokens[:, ClassAndSourceTokens.SOURCE])  # [N, 1]
+        source_features = tokens[:, ClassAndSourceTokens.SOURCE]  # [N, D]
+        source = self.source_head(source_features)  # [N, 1]
+        if self.minibatch_std is not None:  # the critic score only: logits stay per image
+            source = source + self.minibatch_std(source_features)
         logits = self.class_head(features)  # [N, num_classes]
         if return_features:
             return source, logits, features

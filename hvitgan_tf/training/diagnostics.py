@@ -84,6 +84,6 @@ def loss_term_gradient_norms(gan, images, labels) -> Dict[str, Dict[str, float]]
     g_variables = gan.generator.trainable_variables
     with tf.GradientTape(persistent=True) as tape:
         g_terms = _with_totals(gan.generator_terms(g_draws, per_example)[0])
-    g_norms = _norms(tape, g_terms, g_variables, share)
+    g_norms = _norms(tape, g_terms, g_variables, gan.train_config.g_class_gradient_share)
     del tape
     return {"discriminator": d_norms, "generator": g_norms}

@@ -15,6 +15,7 @@ and N replicas compute exactly what one device computes on the same global batch
 import keras
 import tensorflow as tf
 
+from hvitgan_tf.errors import UserError
 from hvitgan_tf.models import build_discriminator, build_generator
 from hvitgan_tf.models import flops as model_flops
 from hvitgan_tf.training import losses as L
@@ -74,6 +75,11 @@ class HViTGAN(keras.Model):
         self.ema_generator.set_weights(self.generator.get_weights())
         self.ema_generator.trainable = False
         self.augment = DiffAugment(train_config.diffaug)
+        group = model_config.discriminator.minibatch_std_group
+        if group and train_config.batch_size % group:
+            raise UserError(f"batch_size {train_config.batch_size} must be a multiple of the "
+                            f"discriminator's minibatch_std_group {group} (per device), so "
+                            f"that no group mixes real and generated images")
 
         mode = train_config.loss_weighting
         adv = ("adversarial",) if train_config.weight_adversarial else ()
@@ -320,14 +326,16 @@ class HViTGAN(keras.Model):
         shared = {id(v) for v in self.discriminator.trainable_variables} - heads
         return [i for i, v in enumerate(self.d_variables) if id(v) in shared]
 
-    def _boost_from_norms(self, adversarial_gradients, class_gradients):
+    def _boost_from_norms(self, adversarial_gradients, class_gradients, share=None):
         """``clip(share * |g_adv| / |g_class|, 1, MAX_CLASS_BOOST)`` of gradients summed over
         replicas (so one device and N replicas scale alike); a constant to the optimiser."""
         def norm(gradients):
             return tf.linalg.global_norm([self._global_sum(g) for g in gradients
                                           if g is not None])
 
-        ratio = self.train_config.class_gradient_share * norm(adversarial_gradients) \
+        if share is None:
+            share = self.train_config.class_gradient_share
+        ratio = share * norm(adversarial_gradients) \
             / tf.maximum(norm(class_gradients), 1e-12)
         return tf.stop_gradient(tf.clip_by_value(ratio, 1.0, MAX_CLASS_BOOST))
 
@@ -338,7 +346,8 @@ class HViTGAN(keras.Model):
         two backward passes through the discriminator only.
         """
         return self._boost_from_norms(tape.gradient(adversarial, probe),
-                                      tape.gradient(classes, probe))
+                                      tape.gradient(classes, probe),
+                                      self.train_config.g_class_gradient_share)
 
     def critic_terms(self, real, labels, fake, draws, per_example, replicas=1):
         """The terms of L_D for one critic micro-batch, each as it enters the sum, and the
@@ -429,7 +438,7 @@ class HViTGAN(keras.Model):
     def _generator_update(self, draws, per_example, replicas):
         # Only G's weights: the critic's weights are read in here too, and an auto-watching tape
         # would build (dead) weight gradients for them as well.
-        share = self.train_config.class_gradient_share
+        share = self.train_config.g_class_gradient_share
         with tf.GradientTape(watch_accessed_variables=False, persistent=share > 0) as tape:
             tape.watch([v.value for v in self.g_variables])
             terms, stats, fake = self.generator_terms(draws, per_example, replicas)

@@ -61,7 +61,8 @@ def test_per_term_gradient_norms_show_the_imbalance_and_the_boost_removes_it(
     assert all(np.isfinite(v) and v >= 0 for side in norms.values() for v in side.values())
     assert d["class_boost"] == g["class_boost"] == 1.0  # the paper's plain sum
 
-    model.train_config = model.train_config.replace(class_gradient_share=1.0)
+    model.train_config = model.train_config.replace(class_gradient_share=1.0,
+                                                    g_class_gradient_share=1.0)
     boosted = loss_term_gradient_norms(model, images, labels)
     for side in boosted.values():
         effective = side["class_boost"] * side["class_total"]
@@ -76,8 +77,9 @@ def test_training_with_a_class_share_and_a_real_only_head(array_source, tiny_mod
                                                           tiny_train_config):
     from test_gan import _train
 
-    config = tiny_train_config.replace(class_gradient_share=1.0, d_class_on_fakes=False,
-                                       loss_weighting="none", diffaug="color")
+    config = tiny_train_config.replace(class_gradient_share=1.0, g_class_gradient_share=0.5,
+                                       d_class_on_fakes=False, loss_weighting="none",
+                                       diffaug="color")
     model, _, logs = _train(array_source, tiny_model_config, config, 2)
     assert model.d_task_weights.task_names == ("ce_real",)
     assert logs["class_boost_d"] >= 1.0 and logs["class_boost_g"] >= 1.0
@@ -93,6 +95,6 @@ def test_real_only_head_has_no_fake_class_term_in_the_critic_loss(array_source,
     from test_gan import _train
 
     config = tiny_train_config.replace(d_class_on_fakes=False, loss_weighting="none",
-                                       diffaug="none")
+                                       diffaug="none", class_gradient_share=0.0)
     _, _, logs = _train(array_source, tiny_model_config, config, 2)
     assert logs["d_loss"] == pytest.approx(logs["adv_d"] + logs["ce_real"], rel=1e-5, abs=1e-5)
