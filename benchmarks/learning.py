@@ -23,7 +23,8 @@ side), and prints one JSON line per measurement. Training time excludes the meas
 ``--set FIELD=VALUE`` changes one training option (a ``TrainConfig`` field: ``lr_g``,
 ``n_critic``, ``diffaug``, ...) or model option (a ``ModelConfig.replace`` key: generator
 fields as they are, discriminator fields prefixed ``d_``). Without ``--set`` the run uses
-exactly what ``hvitgan-tf train --data DATA --preset PRESET`` would.
+exactly what ``hvitgan-tf train --data DATA --preset PRESET`` would; ``--paper`` switches to the
+paper's form of every departure in docs/method.md §11 (``--set`` still wins).
 """
 import argparse
 import ast
@@ -57,6 +58,9 @@ def parse_args(argv=None):
         help="folder keeping trained reference classifiers ('' to retrain every time)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="FIELD=VALUE", help="change a training or model option")
+    parser.add_argument("--paper", action="store_true",
+                        help="the paper's training settings and critic instead of this "
+                             "package's departures (docs/method.md §11); --set still applies")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None,
                         help="output folder (default: benchmarks/results/learning-DATA)")
@@ -98,6 +102,11 @@ def main(argv=None):
         shutil.rmtree(out)
     os.makedirs(out)
     train_changes, model_changes = split_overrides(args.overrides)
+    if args.paper:
+        from hvitgan_tf.training.config import PAPER_TRAIN_SETTINGS
+
+        train_changes = {**PAPER_TRAIN_SETTINGS, **train_changes}
+        model_changes = {"d_minibatch_std_group": 0, **model_changes}
 
     source = open_source(args.data, seed=args.seed)
     model_config = preset(args.preset, source.num_classes)
@@ -139,6 +148,7 @@ def main(argv=None):
         "data": args.data,
         "preset": args.preset,
         "overrides": args.overrides,
+        "paper_settings": args.paper,
         "model": model_config.to_dict(),
         "train": train_config.to_dict(),
         "samples_per_class": per_class,

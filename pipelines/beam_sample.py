@@ -389,7 +389,7 @@ def run(argv=None, *, echo=print):
     began = time.perf_counter()
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
     job = plan_job(args)
-    from hvitgan_tf.cli.runtime import start_tensorflow
+    from hvitgan_tf._backend import start_tensorflow
 
     start_tensorflow(args.verbose)  # the CLI's quiet start: no C++ start-up lines
     with _quiet(args.verbose):

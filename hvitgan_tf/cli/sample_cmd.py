@@ -64,7 +64,7 @@ def sample(ctx, model_path, out_dir, per_class, num, class_ratio, classes, thres
       hvitgan-tf sample --model saved_models/hvitgan/3 --num 1000 \\
           --class-ratio tumor=0.7,normal=0.3 --format both --out synthetic
     """
-    from hvitgan_tf.cli.runtime import start_tensorflow
+    from hvitgan_tf._backend import start_tensorflow
     from hvitgan_tf.export.metadata import describe, read_export_metadata
     from hvitgan_tf.sampling.plan import plan_quotas
     from hvitgan_tf.sampling.report import format_table

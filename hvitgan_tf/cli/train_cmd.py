@@ -190,11 +190,15 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
 
     xla = train_config.jit and strategy[0].num_replicas_in_sync == 1
     click.echo(_headline(source, model_config, run_dir, resume, xla))
-    info = run_training(run_dir, source, model_config, train_config, resume=resume,
-                        data_info=data_info, export=exporter, strategy=strategy,
-                        fid_selection=fid_selection,
-                        export_options={"export": export, "export_dir": export_dir,
-                                        "name": name})
+    try:
+        info = run_training(run_dir, source, model_config, train_config, resume=resume,
+                            data_info=data_info, export=exporter, strategy=strategy,
+                            fid_selection=fid_selection,
+                            export_options={"export": export, "export_dir": export_dir,
+                                            "name": name})
+    except KeyboardInterrupt:
+        click.echo(_interrupted_message(run_dir), err=True)
+        raise SystemExit(130) from None
     click.echo(f"trained {info.iterations} iterations ({info.epochs_done} epochs) in "
                f"{info.seconds:.0f} s, {info.images_per_second:.1f} images/s through D and G")
     if info.checkpoint is None:  # a multi-worker run's non-chief worker: it writes nothing
@@ -230,6 +234,20 @@ def _echo_best(run_dir):
     if best is not None and "val_fid" in best:
         click.echo(f"best (FID):   {best['path']} (epoch {best['epoch']}, validation FID "
                    f"{best['val_fid']:.4g}); exported by default")
+
+
+def _interrupted_message(run_dir):
+    """What Ctrl-C leaves: the checkpoint kept and the command that continues from it."""
+    from hvitgan_tf.training.checkpoints import read_record
+
+    try:
+        last = read_record(run_dir, "last")
+    except (UserError, OSError, ValueError):
+        last = None
+    if last is None:
+        return f"Interrupted before the first checkpoint; nothing to resume in {run_dir}."
+    return (f"Interrupted. Kept {last['path']} (iteration {last.get('iteration', '?')}); "
+            f"continue with: hvitgan-tf train --out {run_dir} --resume")
 
 
 def _saved_record(run_dir):

@@ -90,12 +90,17 @@ def test_learning_benchmark_runs_end_to_end(tmp_path):
         [sys.executable, str(ROOT / "benchmarks" / "learning.py"), "--data", "demo",
          "--preset", "tiny", "--iterations", "2", "--every", "1", "--samples-per-class", "10",
          "--judge-epochs", "1", "--judge-cache", "", "--set", "batch_size=4",
-         "--set", "n_critic=1", "--set", "diffaug=none", "--out", str(out)],
+         "--set", "n_critic=1", "--set", "diffaug=none", "--paper", "--out", str(out)],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "learning.json").read_text())
     assert [r["iteration"] for r in report["records"]] == [0, 1, 2]
     assert report["train"]["batch_size"] == 4 and report["train"]["total_steps"] == 2
+    # --paper: the paper's form of each departure, except where --set says otherwise.
+    assert report["paper_settings"] and report["train"]["n_critic"] == 1
+    assert report["train"]["class_gradient_share"] == 0.0 and report["train"]["lr_g"] == 1e-4
+    assert report["train"]["d_class_on_fakes"] is True
+    assert report["model"]["discriminator"]["minibatch_std_group"] == 0
     assert set(report["summary"]) >= {"conditioning_accuracy", "fid", "diversity",
                                       "d_head_accuracy", "fid_ratio_to_first"}
     for name in ("grid_00000.png", "grid_00002.png", "curves.png", "progress.png"):

@@ -45,3 +45,23 @@ def test_sigkill_mid_epoch_then_resume_continues_from_the_last_checkpoint(tmp_pa
     assert checkpoints.read_record(str(run_dir))["iteration"] == 16
     leftovers = [name for name in os.listdir(run_dir / "checkpoints") if name.startswith(".tmp-")]
     assert leftovers == []
+
+
+def test_ctrl_c_names_the_kept_checkpoint_and_the_resume_command(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(_train_command(run_dir), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    last = run_dir / "checkpoints" / "last.json"
+    deadline = time.time() + 600
+    while not last.exists():
+        assert process.poll() is None, process.stderr.read()[-2000:]
+        assert time.time() < deadline, "no checkpoint within 10 minutes"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-2000:]
+    kept = checkpoints.read_record(str(run_dir))
+    assert f"Kept {kept['path']} (iteration {kept['iteration']})" in stderr
+    assert f"hvitgan-tf train --out {run_dir} --resume" in stderr
+    assert "Traceback" not in stderr
