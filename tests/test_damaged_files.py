@@ -68,3 +68,46 @@ def test_resume_with_a_damaged_run_json_is_a_clear_error(tiny_run_dir, tmp_path,
         assert "is damaged: not valid JSON" in result.output and " line " in result.output
     else:
         assert "not a run record" in result.output
+
+
+TINY = ["--preset", "tiny", "--limit", "16", "--batch-size", "4", "--n-critic", "1",
+        "--diffaug", "none", "--no-export"]
+
+
+@pytest.fixture(scope="module")
+def three_checkpoints(tmp_path_factory):
+    run = tmp_path_factory.mktemp("damaged") / "run"
+    result = CliRunner().invoke(cli, ["train", *TINY, "--steps", "3", "--checkpoint-every",
+                                      "1", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_resume_from_a_truncated_last_checkpoint_falls_back_and_says_so(three_checkpoints,
+                                                                         tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(three_checkpoints, run)
+    last = run / "checkpoints" / "iter-00000003.weights.h5"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    result = CliRunner().invoke(cli, ["train", "--out", str(run), "--resume", "--steps", "4"])
+    assert result.exit_code == 0, result.output
+    assert f"the last checkpoint {last} is damaged" in result.output
+    assert "iteration 2) instead" in result.output and "trained" in result.output
+    assert json.loads((run / "checkpoints" / "last.json").read_text())["iteration"] == 4
+
+
+@pytest.mark.parametrize("foreign", ["/etc/passwd", "truncated"])
+def test_export_of_a_foreign_or_damaged_checkpoint_is_a_clear_error(three_checkpoints,
+                                                                    tmp_path, foreign):
+    path = foreign
+    if foreign == "truncated":
+        source = three_checkpoints / "checkpoints" / "iter-00000003.weights.h5"
+        path = str(tmp_path / "cut.weights.h5")
+        with open(path, "wb") as handle:
+            handle.write(source.read_bytes()[:4096])
+    result = CliRunner().invoke(cli, ["export", str(three_checkpoints), "--checkpoint", path,
+                                      "--export-dir", str(tmp_path / "models")])
+    assert result.exit_code == 2, result.output
+    assert f"cannot read the checkpoint {path}" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "models" / "hvitgan" / "1").exists()

@@ -143,6 +143,7 @@ def _load_networks(model_config, train_config, class_counts, weights):
     """
     import keras
 
+    from hvitgan_tf.training import checkpoints
     from hvitgan_tf.training.gan import HViTGAN
 
     policy = keras.mixed_precision.global_policy()
@@ -150,7 +151,7 @@ def _load_networks(model_config, train_config, class_counts, weights):
     try:
         gan = HViTGAN(model_config, train_config, class_counts)
         gan.compile()  # the weights file holds optimiser state too; its slots must exist
-        gan.load_weights(weights)
+        checkpoints.load_into(gan, weights)
     finally:
         keras.mixed_precision.set_global_policy(policy)
     return gan.ema_generator, gan.discriminator

@@ -77,6 +77,44 @@ def resolve(run_dir, checkpoint="last"):
     return checkpoint
 
 
+def damage(path):
+    """Why the weights file ``path`` cannot be read back (``None`` when every array reads).
+
+    Reads every dataset, so a file cut short anywhere is caught before Keras half-loads it.
+    """
+    import h5py
+
+    arrays = []
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda name, item: arrays.append(item[()])
+                              if isinstance(item, h5py.Dataset) else None)
+    except Exception as error:  # h5py raises OSError, KeyError, RuntimeError, ValueError...
+        return f"{type(error).__name__}: {error}"
+    return None if arrays else "no arrays in the file"
+
+
+def newest_intact(run_dir, before):
+    """``{"path", "iteration", "weights"}`` of the newest readable ``iter-N`` checkpoint with
+    ``N < before``, or ``None``."""
+    files = glob.glob(os.path.join(folder(run_dir), "iter-*.weights.h5"))
+    found = sorted(((int(_PATTERN.search(p).group(1)), p) for p in files), reverse=True)
+    for iteration, path in found:
+        if iteration < before and damage(path) is None:
+            return {"path": path, "iteration": iteration, "weights": os.path.basename(path)}
+    return None
+
+
+def load_into(model, path):
+    """``model.load_weights(path)``, with a damaged or foreign file named as a UserError."""
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise UserError(f"cannot read the checkpoint {path}: it is damaged or not an "
+                        f"hvitgan-tf checkpoint of this model ({type(error).__name__}: "
+                        f"{error})") from None
+
+
 def prune(run_dir):
     """Drop old iterations (never the best) and temp files a killed writer left behind."""
     for stale in glob.glob(os.path.join(folder(run_dir), ".tmp-*")):

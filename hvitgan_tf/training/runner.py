@@ -75,6 +75,21 @@ def load_run(run_dir):
                         f"{error}); restore it or start a new run in another --out") from None
 
 
+def _intact_start(run_dir, start):
+    """The checkpoint to resume from: ``last``, or the newest intact one before it when
+    ``last`` is damaged (a disk that filled, a copy cut short), saying so."""
+    problem = checkpoints.damage(start["path"])
+    if problem is None:
+        return start
+    older = checkpoints.newest_intact(run_dir, before=int(start["iteration"]))
+    if older is None:
+        raise UserError(f"--resume: the last checkpoint {start['path']} is damaged ({problem}) "
+                        f"and {checkpoints.folder(run_dir)} holds no intact older one")
+    print(f"note: the last checkpoint {start['path']} is damaged ({problem}); resuming from "
+          f"{older['path']} (iteration {older['iteration']}) instead", file=sys.stderr)
+    return older
+
+
 def _differences(old, new, fields=None):
     old, new = _flatten(old), _flatten(new)
     keys = sorted(set(old) | set(new))
@@ -181,6 +196,8 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
         num_train, train_config.batch_size, train_config.n_critic)
     total = train_config.total_steps or per_epoch * train_config.epochs
     epochs = math.ceil(total / per_epoch)
+    if start is not None:
+        start = _intact_start(run_dir, start)
     start_iteration = int(start["iteration"]) if start else 0
     if verbose and start:
         print(f"resuming from iteration {start_iteration} (epoch {start_iteration // per_epoch + 1},"
@@ -195,7 +212,7 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
         model = HViTGAN(model_config, train_config, data_info["class_counts"])
         model.compile(jit_compile=jit)
         if start:
-            model.load_weights(start["path"])
+            checkpoints.load_into(model, start["path"])
             if int(model.iterations_done.numpy()) != start_iteration:
                 raise UserError(f"checkpoint {start['path']} is inconsistent with last.json")
 

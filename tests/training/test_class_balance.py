@@ -8,7 +8,26 @@ from hvitgan_tf.training.diagnostics import (loss_term_gradient_norms,
                                              shared_discriminator_variables)
 from hvitgan_tf.training.gan import HViTGAN
 
-from conftest import make_arrays
+
+
+def _arrays(n=8, size=16):
+    rng = np.random.default_rng(0)
+    labels = (np.arange(n) % 2).astype(np.int32)
+    base = np.where(labels[:, None, None, None] == 1, 0.5, -0.5)
+    images = np.clip(base + 0.3 * rng.standard_normal((n, size, size, 3)), -1, 1)
+    return images.astype(np.float32), labels
+
+
+def _fit(source, model_config, train_config, iterations):
+    from hvitgan_tf.training.data_stream import make_training_stream, training_examples
+
+    model = _model(model_config, train_config)
+    stream = make_training_stream(
+        tf.distribute.get_strategy(),
+        training_examples(source, model_config.image_size, train_config.seed),
+        batch_size=train_config.batch_size, n_critic=train_config.n_critic)
+    history = model.fit(stream, epochs=1, steps_per_epoch=iterations, verbose=0, shuffle=False)
+    return model, {k: v[-1] for k, v in history.history.items()}
 
 
 def _model(model_config, train_config):
@@ -28,7 +47,7 @@ def _critic_gradients(model, images, labels):
 
 def test_class_gradient_share_scales_exactly_the_class_gradients(tiny_model_config,
                                                                  tiny_train_config):
-    images, labels = make_arrays(n=8)
+    images, labels = _arrays()
     config = tiny_train_config.replace(diffaug="none", loss_weighting="none")
     model = _model(tiny_model_config, config)
     plain, plain_stats = _critic_gradients(model, images, labels)
@@ -50,7 +69,7 @@ def test_class_gradient_share_scales_exactly_the_class_gradients(tiny_model_conf
 
 def test_per_term_gradient_norms_show_the_imbalance_and_the_boost_removes_it(
         tiny_model_config, tiny_train_config):
-    images, labels = make_arrays(n=8)
+    images, labels = _arrays()
     model = _model(tiny_model_config, tiny_train_config.replace(diffaug="none"))
     norms = loss_term_gradient_norms(model, images, labels)
     d, g = norms["discriminator"], norms["generator"]
@@ -75,12 +94,10 @@ def test_per_term_gradient_norms_show_the_imbalance_and_the_boost_removes_it(
 
 def test_training_with_a_class_share_and_a_real_only_head(array_source, tiny_model_config,
                                                           tiny_train_config):
-    from test_gan import _train
-
     config = tiny_train_config.replace(class_gradient_share=1.0, g_class_gradient_share=0.5,
                                        d_class_on_fakes=False, loss_weighting="none",
                                        diffaug="color")
-    model, _, logs = _train(array_source, tiny_model_config, config, 2)
+    model, logs = _fit(array_source, tiny_model_config, config, 2)
     assert model.d_task_weights.task_names == ("ce_real",)
     assert logs["class_boost_d"] >= 1.0 and logs["class_boost_g"] >= 1.0
     assert all(np.isfinite(v) for v in logs.values())
@@ -92,9 +109,7 @@ def test_training_with_a_class_share_and_a_real_only_head(array_source, tiny_mod
 def test_real_only_head_has_no_fake_class_term_in_the_critic_loss(array_source,
                                                                    tiny_model_config,
                                                                    tiny_train_config):
-    from test_gan import _train
-
     config = tiny_train_config.replace(d_class_on_fakes=False, loss_weighting="none",
                                        diffaug="none", class_gradient_share=0.0)
-    _, _, logs = _train(array_source, tiny_model_config, config, 2)
+    _, logs = _fit(array_source, tiny_model_config, config, 2)
     assert logs["d_loss"] == pytest.approx(logs["adv_d"] + logs["ce_real"], rel=1e-5, abs=1e-5)
