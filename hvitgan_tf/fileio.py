@@ -4,6 +4,8 @@ A crash (or ``kill -9``) at any moment leaves either the old file or the new one
 half-written one; ``os.replace`` is atomic within one file system.
 """
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -121,3 +123,58 @@ def _extensions(path):
     name = os.path.basename(path)
     parts = name.split(".")[1:]
     return ["." + p for p in parts[-2:]] if parts else []
+
+
+_HELD = {}  # real path of a folder -> open lock file descriptor of this process
+
+
+class FolderInUse(UserError):
+    """Another process is writing into the folder (it holds the folder's lock)."""
+
+
+def lock_directory():
+    """Where the folder locks live: ``$HVITGAN_TF_LOCK_DIR``, else ``$XDG_RUNTIME_DIR`` or the
+    temporary folder, under ``hvitgan-tf-locks-UID``. Outside the output folders on purpose: a
+    lock file must not change what a folder holds (nor appear before a model has loaded)."""
+    base = (os.environ.get("HVITGAN_TF_LOCK_DIR") or os.environ.get("XDG_RUNTIME_DIR")
+            or tempfile.gettempdir())
+    return os.path.join(base, f"hvitgan-tf-locks-{os.getuid()}")
+
+
+def lock_folder(folder, what):
+    """Make this process the only hvitgan-tf writer of ``folder`` on this machine.
+
+    An exclusive ``flock`` on a lock file named after the folder's real path (see
+    :func:`lock_directory`), held until the process ends or :func:`release_folder`: the kernel
+    drops it when the process dies, kill -9 included, so no stale lock survives. A second
+    process gets :class:`FolderInUse` naming the folder and the holder's pid; taking it again
+    in the same process is a no-op. ``what`` ("sample", "train", "export") is what the other
+    process's message calls this one. Writers on other machines of a shared file system are
+    not seen.
+    """
+    folder = os.path.realpath(os.fspath(folder))
+    if folder in _HELD:
+        return
+    locks = lock_directory()
+    os.makedirs(locks, exist_ok=True)
+    name = hashlib.sha1(folder.encode("utf-8", "surrogateescape")).hexdigest() + ".lock"
+    fd = os.open(os.path.join(locks, name), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode("utf-8", "replace").split("\n")[0].strip()
+        os.close(fd)
+        pid, _, task = holder.partition(" ")
+        raise FolderInUse(f"{folder} is in use by another hvitgan-tf {task or 'command'} "
+                          f"(pid {pid or 'unknown'}); wait for it to finish, or write "
+                          f"somewhere else") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} {what}\n{folder}\n".encode("utf-8", "surrogateescape"))
+    _HELD[folder] = fd
+
+
+def release_folder(folder):
+    """Give up this process's lock on ``folder`` (when it is done writing there)."""
+    fd = _HELD.pop(os.path.realpath(os.fspath(folder)), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the flock

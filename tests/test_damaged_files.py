@@ -111,3 +111,29 @@ def test_export_of_a_foreign_or_damaged_checkpoint_is_a_clear_error(three_checkp
     assert f"cannot read the checkpoint {path}" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "models" / "hvitgan" / "1").exists()
+
+
+def test_sample_from_a_truncated_saved_model_names_it_and_writes_nothing(tiny_saved_model,
+                                                                         tmp_path):
+    version = tmp_path / "models" / "hvitgan" / "1"
+    shutil.copytree(tiny_saved_model[1], version)
+    graph = version / "saved_model.pb"
+    graph.write_bytes(graph.read_bytes()[:1000])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["sample", "--model", str(version.parent), "--out",
+                                      str(out), "--per-class", "2"])
+    assert result.exit_code == 2, result.output
+    assert f"cannot load the SavedModel in {version}" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()  # no manifest, no sampling.json before the model loaded
+
+
+def test_classifier_features_accept_a_model_name_folder(tiny_saved_model):
+    import numpy as np
+
+    from hvitgan_tf.evaluation.feature_extractors import ClassifierFeatureExtractor
+
+    by_name = ClassifierFeatureExtractor(tiny_saved_model[0])  # saved_models/hvitgan
+    by_version = ClassifierFeatureExtractor(tiny_saved_model[1])  # saved_models/hvitgan/1
+    images = np.zeros((2, 16, 16, 3), np.uint8)
+    np.testing.assert_array_equal(by_name(images), by_version(images))

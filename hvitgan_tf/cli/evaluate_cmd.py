@@ -14,6 +14,7 @@ from hvitgan_tf.cli.options import data_options, open_data_source
 from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.data.forms import SPLIT_NAMES
 from hvitgan_tf.errors import UserError
+from hvitgan_tf.export.metadata import load_saved_model
 
 _OFFLINE_HINT = (
     "Without InceptionV3 weights, use a domain feature extractor that works offline: "
@@ -152,9 +153,7 @@ def _signatures(model_dir):
 
     names = saved_model_metadata(model_dir).get("signatures")
     if not names:
-        import tensorflow as tf
-
-        names = list(tf.saved_model.load(model_dir).signatures)
+        names = list(load_saved_model(model_dir).signatures)
     return "generate" in names, "classify" in names
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
+from hvitgan_tf.export.metadata import load_saved_model
 from hvitgan_tf.evaluation.reference_statistics import DEFAULT_MAX_SAMPLES
 
 #: KID subset size (rows per side), as in the KID paper's reference code.
@@ -206,7 +207,7 @@ class SavedGenerator:
         import tensorflow as tf
 
         self.path = resolve_saved_model(path)
-        self._loaded = tf.saved_model.load(self.path)  # keep: it owns the variables
+        self._loaded = load_saved_model(self.path)  # keep: it owns the variables
         self._generate = _signature(self._loaded, "generate", self.path)
         self.metadata = saved_model_metadata(self.path)
         outputs = self._generate.structured_outputs
@@ -366,7 +367,7 @@ def classifier_metrics(model_dir: str, source, split: str, *, batch_size: int = 
                                                               confusion_matrix)
 
     path = resolve_saved_model(model_dir)
-    loaded = tf.saved_model.load(path)
+    loaded = load_saved_model(path)
     classify = _signature(loaded, "classify", path)
     input_name, dtype, static_size = _image_input(classify, "classify", path)
     metadata = saved_model_metadata(path)

@@ -29,6 +29,7 @@ import numpy as np
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.evaluation import imagenet_weights
+from hvitgan_tf.export.metadata import load_saved_model, resolve_model_dir
 
 # Float images may overshoot [-1, 1] a little (bicubic resizing rings); such values are
 # clipped. Anything beyond this is taken for data in another range and rejected.
@@ -146,9 +147,14 @@ class ClassifierFeatureExtractor(FeatureExtractor):
 
         path = os.path.abspath(os.path.expanduser(os.fspath(path)))
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise UserError(f"{path} is not a SavedModel directory (no saved_model.pb); "
-                            "classifier:PATH needs an exported classifier or GAN")
-        self._loaded = tf.saved_model.load(path)  # keep a reference: it owns the variables
+            # A model name folder (saved_models/hvitgan) means its newest version, as --model.
+            try:
+                path = resolve_model_dir(path)
+            except UserError:
+                raise UserError(f"{path} is not a SavedModel directory (no saved_model.pb) "
+                                "nor a folder of versions; classifier:PATH needs an exported "
+                                "classifier or GAN") from None
+        self._loaded = load_saved_model(path)  # keep a reference: it owns the variables
         signatures = dict(self._loaded.signatures)
         if self.SIGNATURE not in signatures:
             raise UserError(

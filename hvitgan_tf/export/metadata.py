@@ -121,3 +121,23 @@ def describe(metadata: dict) -> str:
 
 def class_names_text(class_names: List[str]) -> str:
     return "".join(f"{name}\n" for name in class_names)
+
+
+def load_saved_model(model_dir):
+    """``tf.saved_model.load(model_dir)``, with a damaged or foreign SavedModel (a truncated
+    ``saved_model.pb``, missing variables) named as a ``UserError`` instead of a protobuf or
+    TensorFlow traceback. The one place the package loads a SavedModel; TensorFlow is
+    imported here, on first use."""
+    import tensorflow as tf
+
+    model_dir = os.fspath(model_dir)
+    try:
+        return tf.saved_model.load(model_dir)
+    except UserError:
+        raise
+    except Exception as error:  # DecodeError, OSError, NotFoundError, ValueError, ...
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(f"cannot load the SavedModel in {model_dir}: it is damaged or "
+                        f"incomplete ({type(error).__name__}{': ' + first[:200] if first else ''}"
+                        f"); export it again") from None
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hvitgan_tf.export.metadata import read_export_metadata
+from hvitgan_tf.export.metadata import load_saved_model, read_export_metadata
 
 
 class ExportedModel:
@@ -20,7 +20,7 @@ class ExportedModel:
 
         self.metadata = metadata or read_export_metadata(path)
         self.model_dir = self.metadata["model_dir"]
-        self._loaded = tf.saved_model.load(self.model_dir)  # owns the variables: keep it
+        self._loaded = load_saved_model(self.model_dir)  # owns the variables: keep it
         self._signatures = dict(self._loaded.signatures)
         missing = [name for name in ("generate", "classify") if name not in self._signatures]
         if missing:

@@ -199,6 +199,11 @@ def sample(model_dir, out_dir, *, per_class: Optional[int] = None, num: Optional
         check_class_names(class_names)
     settings = {"seed": int(seed), "truncation": float(truncation),
                 "threshold": float(threshold), "formats": list(formats)}
+    if model is None:
+        # Before OUT is opened: a damaged SavedModel must fail with OUT untouched.
+        from hvitgan_tf.sampling.exported_model import ExportedModel
+
+        model = ExportedModel(metadata["model_dir"], metadata)
     output = OutputFolder(out_dir, metadata, settings)
     state = output.progress  # label -> ClassProgress, updated as samples are kept
     reports = {
@@ -216,10 +221,6 @@ def sample(model_dir, out_dir, *, per_class: Optional[int] = None, num: Optional
         classes=list(reports.values()), resumed=output.resumed)
 
     if _allocate(reports, batch_size):
-        if model is None:
-            from hvitgan_tf.sampling.exported_model import ExportedModel
-
-            model = ExportedModel(metadata["model_dir"], metadata)
         writer = BackgroundWriter(SampleWriter(output, formats, shard_size))
         try:
             with _progress_bar(reports, progress) as bar:

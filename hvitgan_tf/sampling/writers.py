@@ -48,7 +48,8 @@ import numpy as np
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.export.metadata import describe
-from hvitgan_tf.fileio import atomic_open, atomic_path, file_mode, read_json, write_json
+from hvitgan_tf.fileio import (atomic_open, atomic_path, file_mode, lock_folder, read_json,
+                               write_json)
 from hvitgan_tf.sampling.seeds import parse_sample_id
 
 MANIFEST = "manifest.csv"
@@ -200,6 +201,8 @@ class OutputFolder:
         self.state_path = os.path.join(self.path, STATE)
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise UserError(f"--out {self.path} is a file; give a folder")
+        # One writer per folder: a second sampler (CLI or Beam) would interleave manifests.
+        lock_folder(self.path, "sample")
         state = self._check_existing()
         self.resumed = state is not None
         rows, clean = read_manifest(self.manifest_path)

@@ -52,8 +52,11 @@ import keras
 import tensorflow as tf
 
 from hvitgan_tf.errors import UserError
+from hvitgan_tf.training.config import PAPER_DIFFAUG
 
-DEFAULT_POLICY = "color,translation,cutout,scale,rotation"
+#: The layer's own default: all five operations, the paper's policy. Training defaults to
+#: ``training.config.DEFAULT_DIFFAUG`` instead (docs/method.md §11.3).
+DEFAULT_POLICY = PAPER_DIFFAUG
 
 # docs/method.md §5 numbers, in one place.
 BRIGHTNESS_RANGE = (-0.5, 0.5)  # added, in [-1, 1] units

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from hvitgan_tf import __version__
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.fileio import read_json, write_json
+from hvitgan_tf.fileio import lock_folder, read_json, write_json
 from hvitgan_tf.models.config import ModelConfig
 from hvitgan_tf.training import callbacks as cb
 from hvitgan_tf.training import checkpoints
@@ -174,6 +174,8 @@ def train(run_dir, source, model_config, train_config, *, resume=False, data_inf
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     strategy, kind = strategy or select_strategy(train_config.strategy)
     chief = is_chief(strategy)
+    if chief:
+        lock_folder(run_dir, "train")  # two trainers on one --out would mix checkpoints
     jit = train_config.jit
     if jit and strategy.num_replicas_in_sync > 1:
         print("note: XLA (--jit) is off under a multi-device strategy (it cannot place "
