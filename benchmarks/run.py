@@ -75,10 +75,13 @@ def _median_seconds(run, warmup, repeats):
     return statistics.median(times), times
 
 
-def _analytic(model_config, batch, n_critic):
+def _analytic(model_config, batch, n_critic, class_gradient_share=None):
+    from hvitgan_tf.training.config import TrainConfig
     from hvitgan_tf.training.gan import iteration_flops
 
-    return iteration_flops(model_config, batch, n_critic)
+    if class_gradient_share is None:
+        class_gradient_share = TrainConfig.class_gradient_share
+    return iteration_flops(model_config, batch, n_critic, class_gradient_share)
 
 
 def measure_training(args, model_config, train_config):

@@ -505,25 +505,30 @@ def _correct(labels, logits):
 TRAIN_MULTIPLIER = model_flops.ForwardFlops(3, 3)
 INPUT_GRADIENT_MULTIPLIER = model_flops.ForwardFlops(2, 3)  # D in the generator update
 PENALTY_MULTIPLIER = model_flops.ForwardFlops(6, 9)
+#: The second backward pass of D's class losses when ``class_gradient_share`` > 0.
+CLASS_GRADIENT_MULTIPLIER = model_flops.ForwardFlops(2, 2)
 
 
 def _times(multiplier, forward):
     return (multiplier.weights * forward.weights + multiplier.attention * forward.attention)
 
 
-def iteration_flops(model_config, batch_size, n_critic):
+def iteration_flops(model_config, batch_size, n_critic, class_gradient_share=0.0):
     """Analytic FLOPs of one ``train_step`` (docs/method.md §4) with ``batch_size`` images per
     critic step.
 
     Per critic step: G forward on the fakes (no gradient), D forward + backward on reals and
-    fakes together (2 x batch), the penalty on the interpolates. Generator update: G forward +
-    backward, D forward + input gradient. Matrix products only, as in
-    :mod:`hvitgan_tf.models.flops`; returns a dict of FLOP counts (ints).
+    fakes together (2 x batch), the penalty on the interpolates, and with a class-gradient
+    floor (``class_gradient_share`` > 0) a second backward pass for the class losses.
+    Generator update: G forward + backward, D forward + input gradient. Matrix products only,
+    as in :mod:`hvitgan_tf.models.flops`; returns a dict of FLOP counts (ints).
     """
     g = model_flops.generator_forward(model_config.generator)
     d = model_flops.discriminator_forward(model_config.discriminator)
     critic = batch_size * (g.total + 2 * _times(TRAIN_MULTIPLIER, d)
                            + _times(PENALTY_MULTIPLIER, d))
+    if class_gradient_share > 0:
+        critic += batch_size * 2 * _times(CLASS_GRADIENT_MULTIPLIER, d)
     generator = batch_size * (_times(TRAIN_MULTIPLIER, g) + _times(INPUT_GRADIENT_MULTIPLIER, d))
     return {
         "generator_forward_per_image": g.total,

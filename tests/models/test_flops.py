@@ -43,14 +43,16 @@ def test_forward_flops_grow_as_the_spec_says():
         preset("small", num_classes=2).generator).total
 
 
-def test_iteration_flops_match_the_traced_training_step():
+@pytest.mark.parametrize("share", [0.0, 1.0])  # the paper's plain sum; the default floor
+def test_iteration_flops_match_the_traced_training_step(share):
     """One train_step's profiled matmuls: the outer graph plus n_critic calls of the nested
     critic function. The analytic multiples of a forward pass (3x for backprop, 6x/9x under
-    the penalty's double backward) must land within a few per cent of what TensorFlow builds."""
+    the penalty's double backward, 2x more for the class floor's own backward) must land
+    within a few per cent of what TensorFlow builds."""
     cfg = preset("tiny", num_classes=2)
     batch, n_critic = 4, 2
-    model = HViTGAN(cfg, TrainConfig(batch_size=batch, n_critic=n_critic, diffaug="color"),
-                    [1, 1])
+    model = HViTGAN(cfg, TrainConfig(batch_size=batch, n_critic=n_critic, diffaug="color",
+                                     class_gradient_share=share), [1, 1])
     model.compile()
     spec = (tf.TensorSpec([batch, n_critic, cfg.image_size, cfg.image_size, 3]),
             tf.TensorSpec([batch, n_critic], tf.int32))
@@ -59,5 +61,5 @@ def test_iteration_flops_match_the_traced_training_step():
     nested = [f for f in concrete.graph._functions.values() if hasattr(f, "graph")]
     assert nested, "the critic update is expected to be one nested function"
     traced = outer + n_critic * sum(matmul_flops(f.graph) for f in nested)
-    analytic = iteration_flops(cfg, batch, n_critic)["iteration"]
+    analytic = iteration_flops(cfg, batch, n_critic, class_gradient_share=share)["iteration"]
     assert abs(traced - analytic) / analytic < 0.03, (traced, analytic)

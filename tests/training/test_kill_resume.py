@@ -50,8 +50,11 @@ def test_sigkill_mid_epoch_then_resume_continues_from_the_last_checkpoint(tmp_pa
 def test_ctrl_c_names_the_kept_checkpoint_and_the_resume_command(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # A job started in the background of a non-interactive shell (as CI may start pytest)
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt: restore it.
     process = subprocess.Popen(_train_command(run_dir), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     last = run_dir / "checkpoints" / "last.json"
     deadline = time.time() + 600
     while not last.exists():
