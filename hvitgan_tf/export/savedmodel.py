@@ -48,7 +48,7 @@ import os
 from hvitgan_tf import __version__
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.export import metadata as meta
-from hvitgan_tf.fileio import atomic_directory, lock_folder, write_json
+from hvitgan_tf.fileio import atomic_directory, lock_folder, release_folder, write_json
 
 #: Samples evaluated concurrently by the per-sample ``tf.map_fn`` of every signature.
 PARALLEL_SAMPLES = 16
@@ -79,6 +79,16 @@ def export_run(run_dir, *, export_dir="saved_models", name="hvitgan", version=No
     weights = os.path.abspath(checkpoints.resolve(run_dir, checkpoint))
     base = os.path.abspath(os.path.join(os.fspath(export_dir), name))
     lock_folder(base, "export")  # two exports would pick the same next version
+    try:
+        return _export_into(base, run_dir, model_config, train_config, data_info, weights,
+                            name, version, checkpoint)
+    finally:
+        release_folder(base)
+
+
+def _export_into(base, run_dir, model_config, train_config, data_info, weights, name, version,
+                 checkpoint):
+    """The body of :func:`export_run`, with ``base`` locked."""
     target = os.path.join(base, str(_choose_version(base, version)))
     if os.path.exists(target):
         raise UserError(f"{target} already exists; exported versions are never overwritten "

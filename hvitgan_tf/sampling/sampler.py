@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from hvitgan_tf.errors import UserError
+from hvitgan_tf.fileio import release_folder
 from hvitgan_tf.export.metadata import read_export_metadata
 from hvitgan_tf.sampling import plan
 from hvitgan_tf.sampling.seeds import attempt_seeds, sample_id
@@ -166,7 +167,17 @@ def check_settings(threshold, truncation, batch_size, formats, max_attempts, sha
     return tuple(f for f in FORMATS if f in formats)
 
 
-def sample(model_dir, out_dir, *, per_class: Optional[int] = None, num: Optional[int] = None,
+def sample(model_dir, out_dir, **options):
+    """Generate, select and write samples into ``out_dir``; see :func:`_sample` for the
+    options. ``out_dir`` is locked against other writers while this runs (one writer per
+    folder) and released when it returns or fails."""
+    try:
+        return _sample(model_dir, out_dir, **options)
+    finally:
+        release_folder(out_dir)
+
+
+def _sample(model_dir, out_dir, *, per_class: Optional[int] = None, num: Optional[int] = None,
            class_ratio=None, classes=None, threshold: float = DEFAULT_THRESHOLD,
            truncation: float = 1.0, batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0,
            formats: Sequence[str] = ("png",), max_attempts: Optional[int] = None,

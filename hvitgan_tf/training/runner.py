@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from hvitgan_tf import __version__
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.fileio import lock_folder, read_json, write_json
+from hvitgan_tf.fileio import lock_folder, read_json, release_folder, write_json
 from hvitgan_tf.models.config import ModelConfig
 from hvitgan_tf.training import callbacks as cb
 from hvitgan_tf.training import checkpoints
@@ -130,7 +130,16 @@ def check_resume(run_dir, model_config, train_config, data_info):
         )
 
 
-def train(run_dir, source, model_config, train_config, *, resume=False, data_info=None,
+def train(run_dir, source, model_config, train_config, **options):
+    """Train (or resume) a run; see :func:`_train`. The run folder is locked against a second
+    trainer while this runs and released when it returns or fails."""
+    try:
+        return _train(run_dir, source, model_config, train_config, **options)
+    finally:
+        release_folder(run_dir)
+
+
+def _train(run_dir, source, model_config, train_config, *, resume=False, data_info=None,
           verbose=1, strategy=None, export=None, extra_callbacks=(), fid_selection=None,
           export_options=None):
     """Train (or resume) a run. Returns a ``RunInfo``.
