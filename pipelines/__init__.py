@@ -1,6 +1,5 @@
 """Pipelines that run hvitgan-tf on existing engines (docs/method.md §10). Each module is a ``python
--m``
-entry point with ``--help``:
+-m`` entry point with ``--help``:
 
 ``beam_sample``      ``hvitgan-tf sample --format tfrecord`` as an Apache Beam pipeline
                      (DirectRunner here; Dataflow / Flink / Spark through Beam's own options)

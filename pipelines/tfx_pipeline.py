@@ -1,6 +1,5 @@
 """The training pipeline in TFX (docs/method.md §10): ImportExampleGen -> StatisticsGen -> SchemaGen
-->
-Trainer (``pipelines.trainer_module.run_fn``) -> Pusher to ``saved_models/<name>/``.
+-> Trainer (``pipelines.trainer_module.run_fn``) -> Pusher to ``saved_models/<name>/``.
 
     # locally (LocalDagRunner, metadata in a SQLite file under --pipeline-root):
     python -m pipelines.tfx_pipeline run --data-root DIR_OF_TFRECORDS \\

@@ -10,8 +10,7 @@ Every option except ``--out`` and this module's own (``--workers``, ``--hosts``,
 ``TF_CONFIG = {"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}``, so
 ``--strategy auto`` picks ``MultiWorkerMirroredStrategy`` and the runner's custom loop (Keras
 ``fit`` fails under that strategy: docs/keras3-notes.md §2.6). Worker 0 is the chief: it alone
-writes
-the run folder (checkpoints, logs, samples) and the export; the others compute and sync.
+writes the run folder (checkpoints, logs, samples) and the export; the others compute and sync.
 On one machine all workers get the same ``--out``; on several hosts each host passes its own
 path, and only the chief's matters (put it on storage that outlives the job).
 

@@ -1,9 +1,8 @@
 """The ``--data`` strings a user can write, and the checks that need no TensorFlow.
 
 docs/method.md §8 names five source forms. This module parses a spec string into ``(kind,
-argument)``
-and validates the subsetting options; it imports no TensorFlow so that ``hvitgan-tf <cmd> --help``
-and the click option callbacks stay fast.
+argument)`` and validates the subsetting options; it imports no TensorFlow so that ``hvitgan-tf
+<cmd> --help`` and the click option callbacks stay fast.
 """
 from __future__ import annotations
 

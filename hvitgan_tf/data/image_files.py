@@ -2,8 +2,7 @@
 
 ``folder:`` and ``tfrecord:`` sources check every image when they are opened, so a corrupt or
 truncated file is reported with its name before training starts (docs/method.md §8), not as a decode
-error
-deep inside a ``tf.data`` pipeline. The check fully decodes the image with the same conversion
+error deep inside a ``tf.data`` pipeline. The check fully decodes the image with the same conversion
 (``to_rgb_array``) the pipeline uses for the formats TensorFlow cannot decode itself (TIFF,
 16-bit, CMYK), so "passes the check" and "loads in training" are the same thing.
 """

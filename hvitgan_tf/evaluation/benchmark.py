@@ -1,6 +1,5 @@
 """The augmentation benchmark (docs/method.md §9, the paper's Table 1): classifiers trained on real
-data
-only and on real + selected synthetic data, scored on the test split.
+data only and on real + selected synthetic data, scored on the test split.
 
 Vocabulary
     *model*      a classifier name from the registry (``resnet34``, ``resnet50_cbam``,
@@ -8,8 +7,7 @@ Vocabulary
     *arm*        one training set: ``real`` (the real training split, after ``--fraction`` /
                  ``--limit``), or real + one synthetic image folder. The synthetic folders are
                  the selective-augmentation output of ``hvitgan_tf.sampling.sample`` (docs/method.md
-                 §6),
-                 or a folder the user wrote with ``hvitgan-tf sample``.
+                 §6), or a folder the user wrote with ``hvitgan-tf sample``.
     *run*        one model trained on one arm with one seed, then scored on the test split.
     *row*        one model x arm, aggregated over ``repeats`` seeds as mean ± std.
 

@@ -1,8 +1,7 @@
 """Export a benchmark classifier as a SavedModel with ``classify`` and ``features`` signatures.
 
 Signatures (docs/method.md §7's ``classify``, plus ``features`` for the ``classifier:`` FID
-extractor),
-batch dimension ``None``:
+extractor), batch dimension ``None``:
 
 - ``classify`` (also ``serving_default``): ``images`` uint8 ``[N, H, W, 3]`` ->
   ``probabilities`` float32 ``[N, C]``, ``label`` int32 ``[N]``.

@@ -4,8 +4,7 @@ Image quality (FID / KID against one split of a data source):
 
 - ``generator_fid(model_dir, source, split, extractor, ...)``: ``num_samples`` images from an
   exported GAN's ``generate`` signature (docs/method.md §7), labels drawn in proportion to the
-  split's
-  class counts, seeds ``seed, seed + 1, ...``, truncation ψ.
+  split's class counts, seeds ``seed, seed + 1, ...``, truncation ψ.
 - ``folder_fid(samples_dir, source, split, extractor, ...)``: images already written to disk
   (``hvitgan-tf sample`` output, or any ``folder:`` layout).
 

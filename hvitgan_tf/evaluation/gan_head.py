@@ -1,19 +1,16 @@
 """The GAN's own class head as a benchmark classifier: ``hvitgan_head`` (docs/method.md §9, Table
-1's
-"own class head" rows).
+1's "own class head" rows).
 
 What "own class head" means here
     The classifier *is* the HViTGAN discriminator (docs/method.md §3) read as a classifier: images
-    ->
-    multi-scale patch embedding -> the four transformer stages -> final LayerNorm -> class
+    -> multi-scale patch embedding -> the four transformer stages -> final LayerNorm -> class
     token -> class head (Dense -> ``num_classes``) -> softmax. The source (critic) head is kept
     but frozen and unused. The architecture comes from the GAN's model config.
 
     With a GAN run (``RUN_DIR``, its ``best`` checkpoint by default, which falls back to
     ``last``) the weights start as that run's trained discriminator: the head that selected the
     synthetic patches (docs/method.md §6.3), together with the features it learned adversarially.
-    Both
-    arms of the comparison then fine-tune that same starting point with the benchmark's
+    Both arms of the comparison then fine-tune that same starting point with the benchmark's
     ordinary supervised recipe:
 
     - "own class head"            = the GAN's head fine-tuned on the real training data only;

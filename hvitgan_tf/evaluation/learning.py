@@ -31,10 +31,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hvitgan_tf import imaging
 from hvitgan_tf.fileio import atomic_path
-from hvitgan_tf.evaluation.distances import frechet_distance, kernel_inception_distance
+from hvitgan_tf.evaluation.distances import kernel_inception_distance
+from hvitgan_tf.evaluation.reference_statistics import FeatureStatistics
 from hvitgan_tf.noise import truncated_noise
+from hvitgan_tf.training.callbacks import class_rows_grid
 
 FEATURE_DIM = 64
 
@@ -166,6 +167,7 @@ class RealReference:
 
     judge: ReferenceClassifier
     heldout_features: np.ndarray  # validation + test, reference classifier features
+    heldout_statistics: FeatureStatistics  # their mean and covariance, for every FID
     heldout_diversity: List[float]  # per class
     heldout_pixel_std: float
     validation_images: np.ndarray  # for the discriminator's class head
@@ -179,7 +181,8 @@ class RealReference:
         labels = np.concatenate([p[1] for p in parts])
         _, features = judge.predict(images)
         validation_images, validation_labels = parts[0]
-        return cls(judge, features, class_diversity(features, labels, source.num_classes),
+        return cls(judge, features, FeatureStatistics.from_features(features),
+                   class_diversity(features, labels, source.num_classes),
                    pixel_std(images), validation_images, validation_labels, source.num_classes)
 
 
@@ -215,7 +218,7 @@ def measure(generator, discriminator, reference: RealReference, *, samples_per_c
     kid = kernel_inception_distance(reference.heldout_features, features,
                                     subset_size=min(100, len(features),
                                                     len(reference.heldout_features)))
-    fid = frechet_distance(*_moments(reference.heldout_features), *_moments(features))
+    fid = reference.heldout_statistics.frechet_distance(FeatureStatistics.from_features(features))
 
     # Same noise, next label (cyclically); same label, other noise. Pixel units, [-1, 1].
     shifted = generate(generator, (labels + 1) % k, seeds, truncation)
@@ -236,11 +239,6 @@ def measure(generator, discriminator, reference: RealReference, *, samples_per_c
     }
 
 
-def _moments(features):
-    x = np.asarray(features, np.float64)
-    return x.mean(axis=0), np.cov(x, rowvar=False)
-
-
 def _batched(discriminator, images, batch_size: int = 256):
     sources, logits = [], []
     for start in range(0, len(images), batch_size):
@@ -258,10 +256,8 @@ def sample_grid(generator, class_names: Sequence[str], per_class: int = 8, seed:
     k = len(class_names)
     labels = np.repeat(np.arange(k, dtype=np.int32), per_class)
     seeds = seed + np.tile(np.arange(per_class, dtype=np.int64), k)
-    images = imaging.to_uint8(generate(generator, labels, seeds, truncation))
-    rows = [(name, images[c * per_class:(c + 1) * per_class])
-            for c, name in enumerate(class_names)]
-    return imaging.labelled_grid(rows, title=title)
+    return class_rows_grid(generate(generator, labels, seeds, truncation), class_names,
+                           per_class, title=title)
 
 
 class LearningProbe(keras.callbacks.Callback):

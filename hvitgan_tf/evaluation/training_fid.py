@@ -1,6 +1,5 @@
 """Best checkpoint by validation FID during training (docs/method.md §9: "best epoch = lowest FID on
-the
-validation split").
+the validation split").
 
 ``FIDSelection`` holds the options (``hvitgan-tf train --fid-every N --fid-features NAME
 --fid-samples N``); ``ValidationFID`` is the Keras callback the runner adds when they are on.
@@ -9,8 +8,7 @@ What one evaluation does, after an epoch:
 
 1. draws ``num_samples`` images from the EMA generator (the network that is sampled and
    exported, docs/method.md §4), with labels in proportion to the *training* class counts (the prior
-   the
-   GAN was trained to reproduce), fixed seeds ``seed, seed + 1, ...`` and ψ = 1 through
+   the GAN was trained to reproduce), fixed seeds ``seed, seed + 1, ...`` and ψ = 1 through
    ``hvitgan_tf.noise.truncated_noise``. The latents never change, so FID differences between
    epochs come from the weights alone;
 2. computes FID and KID of their features against the validation split's statistics, which are

@@ -32,8 +32,7 @@ at another position or in a batch of another size (measured: ~1e-8 differences e
 permutation of the same batch); elementwise kernels (``exp``, ``erf``, the softmax) also treat the
 last few elements of a tensor with scalar code. Rounded to uint8, such differences flip a pixel
 now and then, so "same (label, seed, ψ) -> same bytes" (docs/method.md §6, §7) would only hold for
-the same
-batch. Running noise, generator, class head and softmax on ``[1, ...]`` slices with
+the same batch. Running noise, generator, class head and softmax on ``[1, ...]`` slices with
 ``tf.map_fn`` gives every sample identical shapes and therefore identical bits whatever the
 batch; ``PARALLEL_SAMPLES`` slices run concurrently to win back most of the batching speed
 (measured on 2 CPU cores: tiny preset ~50 % of batched throughput, small ~90 %). A consequence

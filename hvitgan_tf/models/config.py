@@ -311,9 +311,8 @@ class ModelConfig:
 def _pcam96(num_classes):
     # docs/method.md §2/§3 "assumed, TransGAN-sized": the paper's model at PCam's 96 px.
     # Heads: 4, "fewer where the width is too small" (docs/method.md §2), read as "keep heads at
-    # least 16
-    # channels wide". Stage 4 is 16 channels wide, so it gets one head: four 4-channel heads
-    # quadruple the 9216 x 256 attention maps per image, and measured 3.4x slower per stage-4
+    # least 16 channels wide". Stage 4 is 16 channels wide, so it gets one head: four 4-channel
+    # heads quadruple the 9216 x 256 attention maps per image, and measured 3.4x slower per stage-4
     # block (forward + backward, CPU) for a model whose other stages all use 16+ channel heads.
     return ModelConfig(
         preset="pcam96",

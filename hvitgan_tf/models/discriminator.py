@@ -13,8 +13,7 @@ Data flow (pcam96 preset: S = 96, p = 4, D = 384)::
              source token; no sigmoid (a WGAN critic).
 
 Feature extractor (domain FID, docs/method.md §9): :meth:`Discriminator.features` returns the class
-token
-after the final LayerNorm, the vector the class head reads.
+token after the final LayerNorm, the vector the class head reads.
 """
 import dataclasses
 

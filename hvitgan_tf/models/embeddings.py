@@ -44,8 +44,7 @@ def image_to_patches(images, patch_size):
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
 class MultiScalePatchEmbedding(keras.layers.Layer):
     """The discriminator's input (docs/method.md §3.1): patches of ``p``, ``2p`` and ``4p`` pixels,
-    each
-    scale with its own linear embedding and position embedding.
+    each scale with its own linear embedding and position embedding.
 
     ``images [B, S, S, 3] -> [tokens_p [B, (S/p)^2, widths[0]], tokens_2p [B, (S/2p)^2, widths[1]],
     tokens_4p [B, (S/4p)^2, widths[2]]]``. The coarser scales are consumed by the later stages,

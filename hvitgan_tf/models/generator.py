@@ -65,17 +65,16 @@ class GeneratorStage(keras.layers.Layer):
         ]
 
     def build(self, input_shape):
-        tokens_shape = input_shape[0] if self.class_projection else input_shape
+        incoming = input_shape[0] if self.class_projection else input_shape
         self.norm.build(input_shape)
-        tokens_shape = self._expanded_shape(tokens_shape)
-        if tokens_shape[-1] != (input_shape[0] if self.class_projection else input_shape)[-1]:
+        tokens_shape = self._expanded_shape(incoming)
+        if tokens_shape[-1] != incoming[-1]:
             # Fan-in scaled (std 1/sqrt(C_in)), so the expanded tokens keep the unit scale of
             # the normalised ones; the transformer's 0.02 would shrink them several times.
-            fan_in = (input_shape[0] if self.class_projection else input_shape)[-1]
             self.expand = keras.layers.Dense(
                 tokens_shape[-1], kernel_initializer=keras.initializers.TruncatedNormal(
-                    stddev=fan_in ** -0.5), bias_initializer="zeros", name="expand")
-            self.expand.build(input_shape[0] if self.class_projection else input_shape)
+                    stddev=incoming[-1] ** -0.5), bias_initializer="zeros", name="expand")
+            self.expand.build(incoming)
         self.upsample.build(tokens_shape)
         upsampled = self.upsample.compute_output_shape(tokens_shape)
         self.position_embedding.build(upsampled)

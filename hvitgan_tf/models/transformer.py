@@ -1,6 +1,5 @@
 """The one transformer encoder block of HViTGAN (docs/method.md §2 "Transformer encoder"), used by
-both the
-generator and the discriminator, with global or non-overlapping window self-attention.
+both the generator and the discriminator, with global or non-overlapping window self-attention.
 
 Token layout everywhere in the package: a square grid of ``g x g`` tokens stored row-major as a
 sequence, ``[batch, g * g, width]``. Window attention cuts that grid into ``(g / w)^2`` windows of

@@ -1,6 +1,5 @@
 """Selective augmentation (docs/method.md §6): class-balanced, truncated, confidence-filtered
-generation
-from an exported SavedModel into an image folder and/or TFRecord shards.
+generation from an exported SavedModel into an image folder and/or TFRecord shards.
 
     from hvitgan_tf.sampling import sample
     report = sample("saved_models/hvitgan", "synthetic", per_class=500, threshold=0.8)

@@ -8,8 +8,8 @@ Its noise seed is a pure function of ``(run seed, c, k)``::
 (SplitMix64, Steele et al. 2014, the standard 64-bit integer mixer; the final shift keeps the
 seed a non-negative int64, what the ``generate`` signature takes). The image itself is a pure
 function of ``(c, seed, ψ)`` (docs/method.md §6.1, ``hvitgan_tf.noise``), and the exported model
-computes
-every sample with the same shapes whatever the batch (``hvitgan_tf.export.savedmodel``), so:
+computes every sample with the same shapes whatever the batch (``hvitgan_tf.export.savedmodel``),
+so:
 
 - the kept images of class ``c`` are the first ``quota`` attempts, in attempt order, whose
   confidence reaches the threshold — independent of the batch size and of how often the run

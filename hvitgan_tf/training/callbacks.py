@@ -97,6 +97,15 @@ class StopAtIteration(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def class_rows_grid(images, class_names, per_class, title=None):
+    """A labelled uint8 grid of ``images`` (``[-1, 1]``, ``per_class`` per class in label
+    order): one row per class."""
+    images = imaging.to_uint8(images)
+    rows = [(name, images[i * per_class:(i + 1) * per_class])
+            for i, name in enumerate(class_names)]
+    return imaging.labelled_grid(rows, title=title)
+
+
 class SampleGrid(keras.callbacks.Callback):
     """Per-class samples of the EMA generator from fixed noise, every epoch.
 
@@ -119,10 +128,8 @@ class SampleGrid(keras.callbacks.Callback):
         self.noise = truncated_noise(seeds, latent_dim, 1.0)
 
     def render(self, generator):
-        images = imaging.to_uint8(generator([self.noise, self.labels], training=False))
-        rows = [(name, images[i * self.per_class:(i + 1) * self.per_class])
-                for i, name in enumerate(self.class_names)]
-        return imaging.labelled_grid(rows)
+        images = generator([self.noise, self.labels], training=False)
+        return class_rows_grid(images, self.class_names, self.per_class)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.stopped:

@@ -23,7 +23,7 @@ from typing import Dict
 
 import tensorflow as tf
 
-from hvitgan_tf.training.config import MAX_CLASS_BOOST
+from hvitgan_tf.training.losses import class_boost
 
 HEAD_LAYERS = ("class_head", "source_head")
 
@@ -50,11 +50,8 @@ def _with_totals(terms):
 
 def _norms(tape, terms, variables, share):
     out = {name: _norm(tape, value, variables) for name, value in terms.items()}
-    boost = 1.0
-    if share > 0:
-        boost = min(max(share * out["adversarial_total"] / max(out["class_total"], 1e-12), 1.0),
-                    MAX_CLASS_BOOST)
-    out["class_boost"] = boost
+    out["class_boost"] = (float(class_boost(share, out["adversarial_total"], out["class_total"]))
+                          if share > 0 else 1.0)
     return out
 
 

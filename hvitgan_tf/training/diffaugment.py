@@ -27,8 +27,7 @@ the input dtype, so bfloat16 works):
 - **fill**: pixels uncovered by translation, scale, small rotation, and the cutout square get
   ``fill_value``, default ``0.0`` — the middle of ``[-1, 1]``, i.e. mid-grey. This is the
   "zero" of docs/method.md §5 and what the original implementation does in the same input space. We
-  keep
-  it rather than black (``-1``, never seen in H&E) or white (``+1``, the glass background of a
+  keep it rather than black (``-1``, never seen in H&E) or white (``+1``, the glass background of a
   slide, which would make an artefact look like real tissue-free area).
 - **geometry**: pixel ``i`` has its centre at coordinate ``i``; the image centre is
   ``(size - 1) / 2``. ``rotation`` draws one of the 8 symmetries of the square (the bit
@@ -297,8 +296,7 @@ def _apply_scale(x, params, fill_value):
 def _sample_rotation(bits, batch, height, width):
     # [N] int32 in [0, 8): one of the 8 symmetries of the square, uniformly. That is the same
     # distribution as "a random multiple of 90° plus a random flip" (docs/method.md §5): both
-    # enumerate
-    # the dihedral group once. Label-preserving for tissue.
+    # enumerate the dihedral group once. Label-preserving for tissue.
     return {"rotation": _randint(bits, "rotation", [batch], 0, 7)}
 
 

@@ -19,7 +19,7 @@ from hvitgan_tf.errors import UserError
 from hvitgan_tf.models import build_discriminator, build_generator
 from hvitgan_tf.models import flops as model_flops
 from hvitgan_tf.training import losses as L
-from hvitgan_tf.training.config import MAX_CLASS_BOOST
+from hvitgan_tf.training.diagnostics import shared_discriminator_variables
 from hvitgan_tf.training.diffaugment import DiffAugment
 from hvitgan_tf.training.optimizers import FusedAdam
 
@@ -246,9 +246,8 @@ class HViTGAN(keras.Model):
         critic_draws = [self._draw(step, micro, global_batch, offset, local_batch)
                         for micro in range(cfg.n_critic)]
         # G does not change during the n_critic critic updates (docs/method.md §4), so the fakes of
-        # all of
-        # them come from ONE generator call on n_critic x b samples: the same numbers, matmuls
-        # n_critic times taller, and one generator subgraph to trace instead of n_critic.
+        # all of them come from ONE generator call on n_critic x b samples: the same numbers,
+        # matmuls n_critic times taller, and one generator subgraph to trace instead of n_critic.
         fakes = self.generator([tf.concat([d["z"] for d in critic_draws], 0),
                                 tf.concat([d["fake_labels"] for d in critic_draws], 0)],
                                training=True)
@@ -296,8 +295,7 @@ class HViTGAN(keras.Model):
 
     def _critic_gradients(self, real, labels, fake, draws, per_example, replicas):
         """Gradients of L_D (docs/method.md §4) w.r.t. ``d_variables`` for one critic micro-batch,
-        and
-        the logged terms (this replica's shares)."""
+        and the logged terms (this replica's shares)."""
         share = self.train_config.class_gradient_share
         with tf.GradientTape(persistent=share > 0) as tape:
             terms, stats = self.critic_terms(real, labels, fake, draws, per_example, replicas)
@@ -311,7 +309,8 @@ class HViTGAN(keras.Model):
         g_cls = tape.gradient(classes, self.d_variables)
         del tape
         shared = self._shared_d_positions
-        boost = self._boost_from_norms([g_adv[i] for i in shared], [g_cls[i] for i in shared])
+        boost = self._boost_from_norms([g_adv[i] for i in shared], [g_cls[i] for i in shared],
+                                       share)
         gradients = [_add(a, None if c is None else c * boost) for a, c in zip(g_adv, g_cls)]
         d_loss = adversarial + boost * classes
         return gradients, {"d_loss": d_loss, "class_boost_d": boost, **stats}
@@ -320,30 +319,24 @@ class HViTGAN(keras.Model):
     def _shared_d_positions(self):
         """Positions in ``d_variables`` of the discriminator's shared weights (not its heads,
         not the loss weights): where the critic and the class head compete."""
-        heads = {id(v) for layer in (self.discriminator.class_head,
-                                     self.discriminator.source_head)
-                 for v in layer.trainable_variables}
-        shared = {id(v) for v in self.discriminator.trainable_variables} - heads
+        shared = {id(v) for v in shared_discriminator_variables(self.discriminator)}
         return [i for i, v in enumerate(self.d_variables) if id(v) in shared]
 
-    def _boost_from_norms(self, adversarial_gradients, class_gradients, share=None):
-        """``clip(share * |g_adv| / |g_class|, 1, MAX_CLASS_BOOST)`` of gradients summed over
-        replicas (so one device and N replicas scale alike); a constant to the optimiser."""
+    def _boost_from_norms(self, adversarial_gradients, class_gradients, share):
+        """``losses.class_boost`` of gradients summed over replicas (so one device and N
+        replicas scale alike); a constant to the optimiser."""
         def norm(gradients):
             return tf.linalg.global_norm([self._global_sum(g) for g in gradients
                                           if g is not None])
 
-        if share is None:
-            share = self.train_config.class_gradient_share
-        ratio = share * norm(adversarial_gradients) \
-            / tf.maximum(norm(class_gradients), 1e-12)
-        return tf.stop_gradient(tf.clip_by_value(ratio, 1.0, MAX_CLASS_BOOST))
+        return tf.stop_gradient(L.class_boost(share, norm(adversarial_gradients),
+                                              norm(class_gradients)))
 
     def _class_boost(self, tape, adversarial, classes, probe):
         """The generator's boost, measured on the gradients w.r.t. the generated images
-        ``probe``: every generator weight receives both losses through those images by the same
-        Jacobian, so their ratio there is the ratio that reaches the weights, at the cost of
-        two backward passes through the discriminator only.
+        ``probe``: every generator weight receives both losses through those images (by the
+        same Jacobian), so their ratio there stands in for the ratio at the weights, for two
+        backward passes through the discriminator only.
         """
         return self._boost_from_norms(tape.gradient(adversarial, probe),
                                       tape.gradient(classes, probe),

@@ -9,7 +9,7 @@ import math
 import keras
 import tensorflow as tf
 
-from hvitgan_tf.training.config import LOSS_WEIGHTING_MODES
+from hvitgan_tf.training.config import LOSS_WEIGHTING_MODES, MAX_CLASS_BOOST
 
 # sqrt(sum(g^2) + eps): a bare sqrt has an infinite derivative at 0 and turns the penalty's
 # second-order gradient into NaN as soon as one sample's input gradient vanishes (docs/method.md
@@ -134,3 +134,11 @@ class TemperatureWeightedLoss(keras.layers.Layer):
         config = super().get_config()
         config.update({"task_names": list(self.task_names), "mode": self.mode})
         return config
+
+
+def class_boost(share, adversarial_norm, class_norm):
+    """The factor ``class_gradient_share`` puts on the class losses' gradient:
+    ``clip(share * |g_adv| / |g_class|, 1, MAX_CLASS_BOOST)`` (scaled up, never down)."""
+    ratio = share * adversarial_norm / tf.maximum(class_norm, 1e-12)
+    return tf.clip_by_value(tf.cast(ratio, tf.float32), 1.0, MAX_CLASS_BOOST)
+
