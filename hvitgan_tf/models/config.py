@@ -17,6 +17,7 @@ from typing import Optional, Tuple
 from hvitgan_tf.errors import UserError
 
 NUM_STAGES = 4
+UPSAMPLING_MODES = ("bicubic", "pixel_shuffle")
 
 
 class ConfigError(UserError, ValueError):
@@ -76,9 +77,12 @@ class GeneratorConfig:
     # 4, nothing else). Explicit widths (stage 1 must be C) put a learned projection to 4x the
     # stage's width before a pixel shuffle whose input is not already that wide.
     widths: Optional[Tuple[int, ...]] = None
+    # How each stage doubles the token grid: "pixel_shuffle" (the paper's stages 2-4: a token's
+    # channels become a 2x2 block) or "bicubic" (interpolate; the paper's stage 1).
+    upsampling: Tuple[str, ...] = ("bicubic", "pixel_shuffle", "pixel_shuffle", "pixel_shuffle")
 
     def __post_init__(self):
-        for name in ("depth", "num_heads", "window_size"):
+        for name in ("depth", "num_heads", "window_size", "upsampling"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name), NUM_STAGES, name))
         if self.widths is not None:
             if not isinstance(self.widths, (list, tuple)):
@@ -99,12 +103,15 @@ class GeneratorConfig:
 
     @property
     def stage_widths(self) -> Tuple[int, ...]:
-        """Token width in each stage: C (bicubic keeps it), then /4 per pixel shuffle, unless
-        ``widths`` sets them."""
+        """Token width in each stage: C, kept by a bicubic stage and divided by 4 by a pixel
+        shuffle (the paper's C, C/4, C/16, C/64), unless ``widths`` sets them."""
         if self.widths is not None:
             return tuple(self.widths)
-        c = self.embed_dim
-        return (c, c // 4, c // 16, c // 64)
+        widths, c = [], self.embed_dim
+        for mode in self.upsampling:
+            c = c // 4 if mode == "pixel_shuffle" else c
+            widths.append(c)
+        return tuple(widths)
 
     @property
     def noise_chunk(self) -> int:
@@ -119,6 +126,11 @@ class GeneratorConfig:
                 f"got {self.image_size}"
             )
         _require_int("embed_dim", self.embed_dim)
+        for k, mode in enumerate(self.upsampling):
+            if mode not in UPSAMPLING_MODES:
+                raise ConfigError(f"upsampling[{k}] must be one of {', '.join(UPSAMPLING_MODES)}"
+                                  f", got {mode!r}")
+        shuffles = sum(mode == "pixel_shuffle" for mode in self.upsampling)
         if self.widths is not None:
             for k, width in enumerate(self.widths):
                 _require_int(f"widths[{k}]", width)
@@ -126,11 +138,12 @@ class GeneratorConfig:
                 raise ConfigError(f"widths[0] must equal embed_dim={self.embed_dim} (stage 1 "
                                   f"upsamples bicubically and keeps the width), got "
                                   f"{self.widths[0]}")
-        elif self.embed_dim % 64:
+        elif self.embed_dim % 4 ** shuffles:
             raise ConfigError(
-                f"embed_dim must be divisible by 64 (each of the three pixel shuffles divides the "
-                f"width by 4: {self.embed_dim} -> {self.embed_dim / 4:g} -> "
-                f"{self.embed_dim / 16:g} -> {self.embed_dim / 64:g}), got {self.embed_dim}"
+                f"embed_dim must be divisible by {4 ** shuffles} (each of the {shuffles} pixel "
+                f"shuffles divides the width by 4: "
+                f"{' -> '.join(f'{self.embed_dim / 4 ** i:g}' for i in range(shuffles + 1))}), "
+                f"got {self.embed_dim}"
             )
         _check_common(self)
         _require_int("latent_dim", self.latent_dim)

@@ -72,12 +72,14 @@ def generator_forward(cfg: GeneratorConfig) -> ForwardFlops:
     for k in range(NUM_STAGES):
         if cfg.class_projection:  # CLN: W_gamma e and W_beta e, once per image
             total += 2 * dense(1, condition, width_in)
-        if k == 0:  # bicubic x2 as A X then A X again, A [2g, g]: 12 g^3 C
-            total += ForwardFlops(12 * grid_in ** 3 * width_in, 0)
         grid, width = cfg.stage_grids[k], cfg.stage_widths[k]
-        shuffled = width_in // 4 if k else width_in  # what the upsampler alone would give
-        if width != shuffled:  # GeneratorStage.expand: to 4 x width before the shuffle
-            total += dense(grid_in * grid_in, width_in, 4 * width if k else width)
+        shuffle = cfg.upsampling[k] == "pixel_shuffle"
+        expanded = width_in  # the width the upsampler reads
+        if width != (width_in // 4 if shuffle else width_in):
+            expanded = 4 * width if shuffle else width  # GeneratorStage.expand, a Dense
+            total += dense(grid_in * grid_in, width_in, expanded)
+        if not shuffle:  # bicubic x2 as A X then A X again, A [2g, g]: 12 g^3 C
+            total += ForwardFlops(12 * grid_in ** 3 * expanded, 0)
         tokens = grid * grid
         window = tokens if cfg.window_size[k] is None else cfg.window_size[k] ** 2
         total += cfg.depth[k] * encoder_block(tokens, width, cfg.mlp_ratio, window)

@@ -148,7 +148,7 @@ class Generator(keras.Model):
         )
         self.stages = [
             GeneratorStage(
-                upsample="bicubic" if k == 0 else "pixel_shuffle",
+                upsample=cfg.upsampling[k],
                 depth=cfg.depth[k], num_heads=cfg.num_heads[k], window_size=cfg.window_size[k],
                 mlp_ratio=cfg.mlp_ratio, epsilon=cfg.layer_norm_epsilon,
                 class_projection=cfg.class_projection,

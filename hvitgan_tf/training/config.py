@@ -53,6 +53,13 @@ class TrainConfig:
     # class head and the generator can agree on any private code for the labels, which is
     # easier than learning the real classes; False trains the head on real images only.
     d_class_on_fakes: bool = False
+    # A projection critic: the critic score of an image labelled y adds the class head's logit
+    # for y, so the adversarial terms carry the label instead of crowding the class signal out
+    # of the shared features. False: the paper's AC-GAN critic (source head alone).
+    critic_projection: bool = False
+    # Iterations at the start in which only the critic's class head (and the features under
+    # it) trains, on real images; the adversarial terms and the generator wait. 0: the paper.
+    class_warmup: int = 0
     diffaug: str = DEFAULT_DIFFAUG
     seed: int = 0
     mixed_precision: bool = False  # mixed_bfloat16
@@ -73,7 +80,7 @@ class TrainConfig:
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("gp_weight", "drift_weight", "clip_norm", "checkpoint_every",
+        for name in ("gp_weight", "drift_weight", "clip_norm", "checkpoint_every", "class_warmup",
                      "class_gradient_share", "g_class_gradient_share"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -107,17 +114,20 @@ class TrainConfig:
 
 #: What a run saved before a field existed trained with (the paper's form of each departure).
 BEFORE_FIELD_EXISTED = {"class_gradient_share": 0.0, "g_class_gradient_share": 0.0,
-                        "d_class_on_fakes": True}
+                        "d_class_on_fakes": True, "critic_projection": False,
+                        "class_warmup": 0}
 #: The paper's values of the fields whose defaults depart from it (docs/method.md §11).
 PAPER_TRAIN_SETTINGS = {"lr_g": 1e-4, "n_critic": 4, "class_gradient_share": 0.0,
                         "g_class_gradient_share": 0.0, "d_class_on_fakes": True,
+                        "critic_projection": False, "class_warmup": 0,
                         "diffaug": PAPER_DIFFAUG}
 
 # Fields that define which numbers the data stream and random draws produce: changing them on
 # --resume would silently turn the run into a different experiment.
 STREAM_FIELDS = ("batch_size", "n_critic", "seed", "diffaug", "loss_weighting",
                  "weight_adversarial", "steps_per_epoch", "class_gradient_share",
-                 "g_class_gradient_share", "d_class_on_fakes")
+                 "g_class_gradient_share", "d_class_on_fakes", "critic_projection",
+                 "class_warmup")
 
 #: Upper bound of the class-gradient boost (``class_gradient_share``): when a class loss is
 #: nearly solved its gradient is tiny, and scaling it up without bound would amplify noise.

@@ -252,10 +252,12 @@ class HViTGAN(keras.Model):
                                 tf.concat([d["fake_labels"] for d in critic_draws], 0)],
                                training=True)
         fakes = tf.split(tf.cast(fakes, images.dtype), cfg.n_critic, axis=0)
+        # 0 during the class warm-up (the critic's class head learns alone, G waits), else 1.
+        adversarial_on = tf.cast(step >= cfg.class_warmup, tf.float32)
         critic_gradients = self._critic_gradients_function(replicas)
         for micro, (draws, fake) in enumerate(zip(critic_draws, fakes)):
             gradients, d_stats = critic_gradients(images[:, micro], labels[:, micro], fake,
-                                                  draws, per_example, replicas)
+                                                  draws, per_example, replicas, adversarial_on)
             self.d_optimizer.apply(self._clip(gradients), self.d_variables)
             for name, value in d_stats.items():
                 stats[name] = stats.get(name, 0.0) + value / cfg.n_critic
@@ -267,7 +269,7 @@ class HViTGAN(keras.Model):
         # peaked at 8.8 GiB that way. Its inputs wait for the last critic gradients instead.
         with tf.control_dependencies([g for g in gradients if g is not None]):
             draws = tf.nest.map_structure(tf.identity, draws)
-        stats.update(self._generator_update(draws, per_example, replicas))
+        stats.update(self._generator_update(draws, per_example, replicas, adversarial_on))
         self._update_ema()
 
         # Per-replica shares are averaged by the metrics; multiply back (docs/keras3-notes.md §2.3).
@@ -293,13 +295,17 @@ class HViTGAN(keras.Model):
             self._traced_critic_gradients = tf.function(self._critic_gradients, autograph=False)
         return self._traced_critic_gradients
 
-    def _critic_gradients(self, real, labels, fake, draws, per_example, replicas):
+    def _critic_gradients(self, real, labels, fake, draws, per_example, replicas,
+                          adversarial_on=None):
         """Gradients of L_D (docs/method.md §4) w.r.t. ``d_variables`` for one critic micro-batch,
-        and the logged terms (this replica's shares)."""
+        and the logged terms (this replica's shares). ``adversarial_on`` (a 0/1 scalar, 1 when
+        None) multiplies the adversarial terms: 0 during the class warm-up."""
         share = self.train_config.class_gradient_share
         with tf.GradientTape(persistent=share > 0) as tape:
             terms, stats = self.critic_terms(real, labels, fake, draws, per_example, replicas)
             adversarial, classes = _adversarial_and_class_sums(terms)
+            if adversarial_on is not None:
+                adversarial = adversarial * adversarial_on
             d_loss = adversarial + classes
         if not share:
             return tape.gradient(d_loss, self.d_variables), {
@@ -360,13 +366,17 @@ class HViTGAN(keras.Model):
                                             draws["aug_real"], draws["aug_fake"])
 
         def critic_score(images, params):
-            source, _ = self.discriminator(self.augment.apply(images, params), training=True)
-            return source
+            # The interpolates are scored with the real images' labels (projection critic).
+            source, mix_logits = self.discriminator(self.augment.apply(images, params),
+                                                    training=True)
+            return _project(cfg, source, mix_logits, labels)
 
         source, logits = self.discriminator(
             self.augment.apply(tf.concat([real, fake], 0), both_params), training=True)
-        source = tf.cast(source[:, 0], tf.float32)
         logits = tf.cast(logits, tf.float32)
+        source = _project(cfg, source, logits,
+                          tf.concat([tf.cast(labels, tf.int32),
+                                     tf.cast(draws["fake_labels"], tf.int32)], 0))
         d_real, d_fake = source[:local], source[local:]
         logits_real, logits_fake = logits[:local], logits[local:]
         norms = L.critic_input_gradient_norm(lambda x: critic_score(x, draws["aug_mix"]), mix)
@@ -414,7 +424,8 @@ class HViTGAN(keras.Model):
         fake = self.generator([draws["z"], draws["fake_labels"]], training=True)
         source, logits = self.discriminator(self.augment.apply(fake, draws["aug_fake"]),
                                             training=True)
-        adv_g = -tf.reduce_sum(tf.cast(source[:, 0], tf.float32)) * per_example
+        adv_g = -tf.reduce_sum(_project(cfg, source, logits, draws["fake_labels"])) \
+            * per_example
         ce_g = tf.reduce_sum(
             L.classification_cross_entropy(draws["fake_labels"], logits)) * per_example
         if cfg.weight_adversarial:
@@ -428,7 +439,7 @@ class HViTGAN(keras.Model):
         terms = {"adversarial": adversarial, "class_fake": class_fake}
         return terms, {"adv_g": adv_g, "ce_fake_g": ce_g, "s_ce_fake_g": s[0]}, fake
 
-    def _generator_update(self, draws, per_example, replicas):
+    def _generator_update(self, draws, per_example, replicas, generator_on=None):
         # Only G's weights: the critic's weights are read in here too, and an auto-watching tape
         # would build (dead) weight gradients for them as well.
         share = self.train_config.g_class_gradient_share
@@ -444,8 +455,25 @@ class HViTGAN(keras.Model):
                 g_loss = adversarial + boost * classes
         gradients = tape.gradient(g_loss, self.g_variables)
         del tape
+        if generator_on is not None:
+            # Zero gradients leave every weight where it is (Adam with beta_1 = 0 steps by m = g;
+            # with momentum, m stays 0 while every gradient is 0).
+            gradients = [None if g is None else g * tf.cast(generator_on, g.dtype)
+                         for g in gradients]
         self.g_optimizer.apply(self._clip(gradients), self.g_variables)
         return {"g_loss": g_loss, "class_boost_g": boost, **stats}
+
+
+def _project(cfg, source, logits, labels):
+    """The critic's score ``[N]`` float32: the source head's, plus with ``critic_projection``
+    the class head's logit of the image's label (a projection critic whose class embedding is
+    the class head's weights), so the WGAN terms themselves ask "a real image of class y?"."""
+    score = tf.cast(source[:, 0], tf.float32)
+    if not cfg.critic_projection:
+        return score
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    return score + tf.gather(logits, labels, axis=1, batch_dims=1)
 
 
 # Random numbers come from integer Philox draws: TensorFlow's float stateless samplers give

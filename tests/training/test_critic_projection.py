@@ -1,0 +1,72 @@
+"""The projection critic: the label's class logit joins the critic score, in D's and G's losses."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hvitgan_tf.training.gan import HViTGAN
+
+
+def _setup(tiny_model_config, tiny_train_config, projection):
+    config = tiny_train_config.replace(diffaug="none", loss_weighting="none",
+                                       critic_projection=projection)
+    model = HViTGAN(tiny_model_config, config, [16, 16])
+    model.compile()
+    rng = np.random.default_rng(1)
+    batch = 6
+    real = tf.constant(rng.uniform(-1, 1, (batch, 16, 16, 3)).astype(np.float32))
+    labels = tf.constant(np.arange(batch) % 2, tf.int32)
+    draws = model._draw(model.iterations_done, 0, batch, 0, batch)
+    fake = model.generator([draws["z"], draws["fake_labels"]], training=True)
+    return model, real, labels, fake, draws
+
+
+def _label_logit(model, images, labels):
+    _, logits = model.discriminator(images, training=True)
+    return tf.gather(logits, tf.cast(labels, tf.int32), axis=1, batch_dims=1).numpy()
+
+
+def test_critic_and_generator_terms_add_the_label_logit_only_when_asked(tiny_model_config,
+                                                                        tiny_train_config):
+    plain, real, labels, fake, draws = _setup(tiny_model_config, tiny_train_config, False)
+    projected, *_ = _setup(tiny_model_config, tiny_train_config, True)
+    projected.set_weights(plain.get_weights())
+    per_example = 1.0 / len(labels)
+
+    terms_plain, stats_plain = plain.critic_terms(real, labels, fake, draws, per_example)
+    terms_proj, stats_proj = projected.critic_terms(real, labels, fake, draws, per_example)
+    real_logit = _label_logit(plain, real, labels)
+    fake_logit = _label_logit(plain, fake, draws["fake_labels"])
+    # E[D(x~) + l_y~(x~)] - E[D(x) + l_y(x)]: the plain critic term plus the logits' part.
+    assert float(terms_proj["critic"]) == pytest.approx(
+        float(terms_plain["critic"]) + fake_logit.mean() - real_logit.mean(), rel=1e-4,
+        abs=1e-5)
+    assert float(stats_proj["d_real"]) == pytest.approx(
+        float(stats_plain["d_real"]) + real_logit.mean(), rel=1e-4, abs=1e-5)
+    # The class losses themselves do not change.
+    assert float(stats_proj["ce_real"]) == pytest.approx(float(stats_plain["ce_real"]))
+    # The penalty now constrains the projected score, which has another input gradient.
+    assert float(stats_proj["gp"]) != pytest.approx(float(stats_plain["gp"]), rel=1e-3)
+
+    g_plain, _, g_fake = plain.generator_terms(draws, per_example)
+    g_proj, _, _ = projected.generator_terms(draws, per_example)
+    g_logit = _label_logit(plain, g_fake, draws["fake_labels"])
+    assert float(g_proj["adversarial"]) == pytest.approx(
+        float(g_plain["adversarial"]) - g_logit.mean(), rel=1e-4, abs=1e-5)
+
+
+def test_projection_reaches_the_class_head_through_the_critic_term(tiny_model_config,
+                                                                   tiny_train_config):
+    """Without any class loss, the critic term alone trains the class head's weights."""
+    model, real, labels, fake, draws = _setup(tiny_model_config, tiny_train_config, True)
+    head = model.discriminator.class_head.kernel
+    with tf.GradientTape() as tape:
+        terms, _ = model.critic_terms(real, labels, fake, draws, 1.0 / len(labels))
+        critic = terms["critic"]
+    gradient = tape.gradient(critic, head)
+    assert gradient is not None and float(tf.reduce_max(tf.abs(gradient))) > 0
+
+    model.train_config = model.train_config.replace(critic_projection=False)
+    with tf.GradientTape() as tape:
+        terms, _ = model.critic_terms(real, labels, fake, draws, 1.0 / len(labels))
+        critic = terms["critic"]
+    assert tape.gradient(critic, head) is None
