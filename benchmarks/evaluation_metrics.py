@@ -29,8 +29,8 @@ def timed(label, function, repeats=3):
 
 
 def feature_metrics(quick):
-    from hvitgan_tf.evaluation.feature_metrics import (FrechetInceptionDistance,
-                                                       KernelInceptionDistance)
+    from hvitgan_tf.metrics.feature_metrics import (FrechetInceptionDistance,
+                                                    KernelInceptionDistance)
 
     d = 2048
     rng = np.random.default_rng(0)
@@ -53,7 +53,7 @@ def feature_metrics(quick):
 def inception(quick):
     import keras
 
-    from hvitgan_tf.evaluation.feature_extractors import get_feature_extractor
+    from hvitgan_tf.metrics.feature_extractors import get_feature_extractor
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "random.weights.h5")

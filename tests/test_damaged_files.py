@@ -131,7 +131,7 @@ def test_sample_from_a_truncated_saved_model_names_it_and_writes_nothing(tiny_sa
 def test_classifier_features_accept_a_model_name_folder(tiny_saved_model):
     import numpy as np
 
-    from hvitgan_tf.evaluation.feature_extractors import ClassifierFeatureExtractor
+    from hvitgan_tf.metrics.feature_extractors import ClassifierFeatureExtractor
 
     by_name = ClassifierFeatureExtractor(tiny_saved_model[0])  # saved_models/hvitgan
     by_version = ClassifierFeatureExtractor(tiny_saved_model[1])  # saved_models/hvitgan/1

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from hvitgan_tf.cli.options import data_options, open_data_source
+from hvitgan_tf.cli.options import data_options, feature_extractor_help, open_data_source
 from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.data.forms import SPLIT_NAMES
 from hvitgan_tf.errors import UserError
@@ -27,7 +27,7 @@ _OFFLINE_HINT = (
 
 def feature_extractor(name: str, batch_size: int):
     """``get_feature_extractor`` whose missing-weights error also names the offline option."""
-    from hvitgan_tf.evaluation.feature_extractors import get_feature_extractor
+    from hvitgan_tf.metrics.feature_extractors import get_feature_extractor
 
     try:
         return get_feature_extractor(name, batch_size=batch_size)
@@ -52,9 +52,7 @@ _SEED_HELP = ("Seed of the --fraction/--limit draw and of the generated (or subs
 @click.option("--split", type=click.Choice(SPLIT_NAMES), default="test",
               help="The real split to compare with and classify.")
 @click.option("--features", "features", default="inception", metavar="EXTRACTOR",
-              help="FID/KID features: inception (InceptionV3 ImageNet weights from Keras's "
-                   "cache), inception:WEIGHTS.h5, or classifier:SAVED_MODEL (a 'features' "
-                   "signature; works offline).")
+              help=feature_extractor_help("FID/KID features"))
 @click.option("--num-samples", type=click.IntRange(min=2), default=2000,
               help="Images generated for FID/KID (labels in the split's class proportions); "
                    "with --samples, at most this many are read (a seeded random subset).")
@@ -100,8 +98,9 @@ def evaluate(model, samples, data, data_dir, fraction, limit, seed, skip_bad, sp
     source = open_data_source(data=data, data_dir=data_dir, fraction=fraction, limit=limit,
                               seed=seed, skip_bad=skip_bad)
     from hvitgan_tf.evaluation import evaluate as ev
+    from hvitgan_tf.metrics.reference_statistics import default_cache_dir
 
-    cache = None if no_cache else (cache_dir or ev.default_cache_dir())
+    cache = None if no_cache else (cache_dir or default_cache_dir())
     results = {}
     generates = classifies = False
     if model:

@@ -73,3 +73,15 @@ def open_data_source(*, data="demo", data_dir=None, fraction=None, limit=None, s
 
     return open_source(data, data_dir=data_dir, fraction=fraction, limit=limit, seed=seed,
                        skip_bad=skip_bad, **open_kwargs)
+
+
+def feature_extractor_help(lead: str) -> str:
+    """``lead``, then every registered FID/KID feature extractor with its usage, for --help.
+
+    The registry is imported here, not with this module: it loads NumPy and Pillow, which
+    ``hvitgan-tf data`` does not need.
+    """
+    from hvitgan_tf.metrics.feature_extractors import available_feature_extractors
+
+    kinds = sorted(available_feature_extractors().items())
+    return f"{lead}: " + "; ".join(f"{kind} ({usage})" for kind, usage in kinds) + "."

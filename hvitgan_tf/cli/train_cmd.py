@@ -4,7 +4,7 @@ import os
 import click
 
 from hvitgan_tf.cli.runtime import TFCommand
-from hvitgan_tf.cli.options import data_options, open_data_source
+from hvitgan_tf.cli.options import data_options, feature_extractor_help, open_data_source
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.training.config import (DEFAULT_DIFFAUG, LOSS_WEIGHTING_MODES, PAPER_DIFFAUG,
                                         STRATEGIES, TrainConfig)
@@ -96,9 +96,7 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
                    "0: off (the default, because the default inception extractor needs "
                    "ImageNet weights that cannot be downloaded here; see --fid-features).")
 @click.option("--fid-features", default="inception", metavar="EXTRACTOR",
-              help="FID features: inception (InceptionV3; its weights file from Keras's "
-                   "cache), inception:WEIGHTS.h5, or classifier:SAVED_MODEL (the 'features' "
-                   "signature of an exported classifier or GAN; works offline).")
+              help=feature_extractor_help("FID features"))
 @click.option("--fid-samples", type=click.IntRange(min=2), default=1000, metavar="N",
               help="Generated images per FID evaluation (fixed latents, labels in the "
                    "training class proportions, truncation 1).")
@@ -140,7 +138,7 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
         if "preset" not in explicit:
             preset = saved_model.preset
 
-    from hvitgan_tf.evaluation.training_fid import FIDSelection
+    from hvitgan_tf.training.validation_fid import FIDSelection
 
     fid_options = {"every": fid_every, "features": fid_features, "num_samples": fid_samples}
     if resume:

@@ -11,8 +11,8 @@
 Every model takes float images in ``[-1, 1]`` (the dataset format), ``[N, H, W, C]``, and
 outputs class probabilities (softmax, float32) from a layer named ``probabilities``. The layer
 named ``features`` is the globally average-pooled penultimate representation;
-``classifier_feature_model(model)`` cuts the model there, which is what the ``classifier:``
-feature extractor reads after ``export_classifier``.
+``hvitgan_tf.export.classifier`` cuts the model there (``classifier_feature_model``) for the
+``features`` signature that the ``classifier:`` feature extractor reads.
 
 The defaults are the published architectures. For minutes-long CPU runs on 32 px demo patches,
 the ResNets take ``width_multiplier`` (scales every convolution's width; 0.25 gives a
@@ -32,13 +32,12 @@ import keras
 from keras import layers
 
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.evaluation import imagenet_weights
 from hvitgan_tf.evaluation.classifier_layers import (BasicResidualBlock,
                                                      BottleneckResidualBlock, batch_norm,
                                                      same_conv)
+from hvitgan_tf.export.classifier import FEATURES_LAYER
+from hvitgan_tf.metrics import imagenet_weights
 
-#: Name of the layer whose output is the penultimate (pooled) feature vector.
-FEATURES_LAYER = "features"
 #: Name of the softmax layer.
 PROBABILITIES_LAYER = "probabilities"
 
@@ -90,17 +89,6 @@ def build_classifier(name: str, input_shape: Sequence[int] = (96, 96, 3), num_cl
     return _BUILDERS[name](input_shape, int(num_classes), pretrained=bool(pretrained),
                            weights_path=weights_path, width_multiplier=float(width_multiplier),
                            small_input=bool(small_input))
-
-
-def classifier_feature_model(model: keras.Model) -> keras.Model:
-    """The sub-model from ``model``'s input to its ``features`` layer (shares the weights)."""
-    try:
-        features = model.get_layer(FEATURES_LAYER).output
-    except ValueError:
-        raise UserError(f"model {model.name!r} has no layer named '{FEATURES_LAYER}'; build it "
-                        "with build_classifier or pass feature_model explicitly") from None
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, features, name=f"{model.name}_features")
 
 
 def _classification_head(inputs, feature_map, num_classes: int, name: str) -> keras.Model:

@@ -15,115 +15,30 @@ would add a class-mix mismatch to the distance that says nothing about image qua
 Classification (docs/method.md §9's metrics): ``classifier_metrics(model_dir, source, split)`` runs
 the
 ``classify`` signature of an exported GAN (its discriminator's class head) or of a classifier
-written by ``classifier_export.export_classifier`` over the split: accuracy, ROC AUC,
+written by ``hvitgan_tf.export.classifier.export_classifier`` over the split: accuracy, ROC AUC,
 sensitivity, specificity (positive class = label 1) and the confusion matrix.
 
 Image sizes: the real images are brought to the evaluated model's size by the data pipeline's
 own rule (``hvitgan_tf.data.to_model_input``: centre crop, antialiased bilinear resize), the
 same rule the GAN was trained with; sample folders are read through the same pipeline.
 
-Real-data feature statistics are cached on disk (``reference_statistics``) under
-``default_cache_dir()`` unless the caller passes ``cache_dir=None``. TensorFlow is imported on
-use, not at import.
+Real-data feature statistics are cached on disk (``hvitgan_tf.metrics.reference_statistics``)
+under its ``default_cache_dir()`` unless the caller passes ``cache_dir=None``. TensorFlow is
+imported on use, not at import.
 """
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
 
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.export.metadata import load_saved_model
-from hvitgan_tf.evaluation.reference_statistics import DEFAULT_MAX_SAMPLES
-
-#: KID subset size (rows per side), as in the KID paper's reference code.
-KID_SUBSET_SIZE = 1000
-#: KID subsets averaged; 100 like the reference code.
-KID_SUBSETS = 100
-
-
-# -- caches and plans --------------------------------------------------------------------------
-
-def default_cache_dir() -> str:
-    """Folder of cached real-data feature statistics.
-
-    ``$HVITGAN_TF_CACHE/reference-statistics`` if that variable is set, else
-    ``$XDG_CACHE_HOME/hvitgan-tf/reference-statistics`` (``~/.cache`` when unset).
-    """
-    root = os.environ.get("HVITGAN_TF_CACHE")
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
-                                                                 ".cache")
-        root = os.path.join(base, "hvitgan-tf")
-    return os.path.join(root, "reference-statistics")
-
-
-def split_identity(source, split: str) -> str:
-    """A string that changes when the images of ``source``'s ``split`` change, for cache keys.
-
-    The spec alone is not enough for sources we split ourselves (the split rule and seed decide
-    which images are in it) or for folders whose content changed; the split rule and the
-    per-class counts catch those cases (not an edit that keeps every count, which would need
-    hashing every file).
-    """
-    counts = ",".join(str(c) for c in source.class_counts(split))
-    return f"{source.spec} | {source.split_rule} | {split} counts {counts}"
-
-
-def real_statistics(source, split: str, image_size: int, extractor, *,
-                    cache_dir: Optional[str] = None, batch_size: int = 64,
-                    max_samples: int = DEFAULT_MAX_SAMPLES, refresh: bool = False):
-    """``FeatureStatistics`` of ``split`` at ``image_size`` (cached when ``cache_dir`` is set)."""
-    from hvitgan_tf.evaluation.reference_statistics import (cached_reference_statistics,
-                                                            compute_feature_statistics)
-
-    if source.num_examples(split) < 2:
-        raise UserError(f"the {split} split of {source.spec} has "
-                        f"{source.num_examples(split)} image(s); FID needs at least 2")
-
-    def batches():
-        return source.batches(split, int(image_size), batch_size)
-
-    if cache_dir is None:
-        return compute_feature_statistics(extractor, batches(), max_samples=max_samples,
-                                          batch_size=batch_size)
-    return cached_reference_statistics(
-        cache_dir, dataset=split_identity(source, split), split=split,
-        image_size=int(image_size), extractor=extractor, batches=batches,
-        max_samples=max_samples, batch_size=batch_size, refresh=refresh)
-
-
-def label_quotas(class_counts: Sequence[int], total: int) -> np.ndarray:
-    """Images per class when ``total`` are drawn in proportion to ``class_counts``.
-
-    Largest-remainder rounding (``splitting.proportional_quotas``); ``total`` may exceed the
-    counts' sum (generated images are not drawn from a finite pool).
-    """
-    from hvitgan_tf.data.splitting import proportional_quotas
-
-    counts = np.asarray(class_counts, dtype=np.int64)
-    if total < 1:
-        raise UserError(f"the number of samples must be >= 1, got {total}")
-    if counts.sum() <= 0:
-        raise UserError("cannot draw labels in proportion to empty class counts")
-    # Scaling every count by `total` keeps the proportions and makes the pool large enough.
-    return proportional_quotas(counts * int(total), int(total))
-
-
-def generation_plan(class_counts: Sequence[int], total: int, first_seed: int = 0
-                    ) -> Tuple[np.ndarray, np.ndarray]:
-    """``(labels int32 [N], seeds int64 [N])``: the fixed latents of an FID evaluation.
-
-    Labels follow ``label_quotas`` (grouped by class); seeds are ``first_seed + i``, so the
-    same call always scores the same images (docs/method.md §6.1: an image is a pure function of its
-    label, seed and ψ).
-    """
-    quotas = label_quotas(class_counts, total)
-    labels = np.repeat(np.arange(len(quotas), dtype=np.int32), quotas)
-    seeds = np.arange(int(first_seed), int(first_seed) + len(labels), dtype=np.int64)
-    return labels, seeds
+from hvitgan_tf.metrics.distances import KID_SUBSET_SIZE, KID_SUBSETS
+from hvitgan_tf.metrics.generation_plan import generation_plan
+from hvitgan_tf.metrics.reference_statistics import real_statistics
 
 
 # -- exported models ---------------------------------------------------------------------------
@@ -153,10 +68,10 @@ def saved_model_metadata(model_dir: str) -> dict:
     """What travels with an export: ``class_names``, ``image_size`` (an int), ``num_classes``,
     and for a GAN ``model_config`` and ``latent_dim``. Reads an HViTGAN export's metadata, or
     the ``classifier.json`` of ``export_classifier``; ``{}`` when there is neither."""
-    from hvitgan_tf.evaluation.classifier_export import EXTRA_DIR, METADATA_FILE
+    from hvitgan_tf.export.classifier import EXTRA_DIR, METADATA_FILE
 
     if os.path.isfile(os.path.join(model_dir, EXTRA_DIR, METADATA_FILE)):
-        from hvitgan_tf.evaluation.classifier_export import read_classifier_metadata
+        from hvitgan_tf.export.classifier import read_classifier_metadata
 
         metadata = dict(read_classifier_metadata(model_dir))
     else:
@@ -242,7 +157,7 @@ def _resized_uint8(images: np.ndarray, image_size: int) -> np.ndarray:
 # -- FID / KID ---------------------------------------------------------------------------------
 
 def _fid_kid(extractor, reference, batches, batch_size, seed):
-    from hvitgan_tf.evaluation.feature_metrics import fid_kid_against_reference
+    from hvitgan_tf.metrics.feature_metrics import fid_kid_against_reference
 
     return fid_kid_against_reference(extractor, reference, batches, num_subsets=KID_SUBSETS,
                                      subset_size=KID_SUBSET_SIZE, seed=seed,

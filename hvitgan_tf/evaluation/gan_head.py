@@ -44,8 +44,8 @@ from typing import Optional, Sequence, Tuple
 import keras
 
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.evaluation.classifiers import (FEATURES_LAYER, PROBABILITIES_LAYER,
-                                               register_classifier)
+from hvitgan_tf.evaluation.classifiers import PROBABILITIES_LAYER, register_classifier
+from hvitgan_tf.export.classifier import FEATURES_LAYER
 from hvitgan_tf.models.config import DiscriminatorConfig, ModelConfig
 
 NAME = "hvitgan_head"

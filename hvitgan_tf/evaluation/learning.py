@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from hvitgan_tf.fileio import atomic_path
-from hvitgan_tf.evaluation.distances import kernel_inception_distance
-from hvitgan_tf.evaluation.reference_statistics import FeatureStatistics
+from hvitgan_tf.metrics.distances import kernel_inception_distance
+from hvitgan_tf.metrics.feature_statistics import FeatureStatistics
 from hvitgan_tf.noise import truncated_noise
 from hvitgan_tf.training.callbacks import class_rows_grid
 

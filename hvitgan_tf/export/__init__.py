@@ -5,7 +5,9 @@
     read_export_metadata("saved_models/hvitgan")        # highest version's hvitgan.json
 
 Modules: ``metadata`` (layout, version lookup, ``hvitgan.json``; no TensorFlow), ``savedmodel``
-(``export_run`` and the signatures), ``rest_client`` (a urllib client for TF Serving's REST API).
+(``export_run`` and the signatures), ``classifier`` (``export_classifier``: a benchmark
+classifier with ``classify`` and ``features`` signatures), ``rest_client`` (a urllib client for
+TF Serving's REST API).
 ``export_run`` imports TensorFlow on first use, so the CLI's option checks stay fast.
 """
 import importlib

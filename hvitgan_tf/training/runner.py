@@ -33,6 +33,7 @@ from hvitgan_tf.training.data_stream import (make_training_stream, steps_per_epo
                                              training_examples)
 from hvitgan_tf.training.gan import HViTGAN
 from hvitgan_tf.training.strategy import is_chief, select_strategy, shared_storage_hint
+from hvitgan_tf.training.validation_fid import validation_fid_callback
 
 RUN_FILE = "run.json"
 
@@ -154,9 +155,9 @@ def _train(run_dir, source, model_config, train_config, *, resume=False, data_in
             ``train_config.strategy`` when omitted. Multi-worker strategies must be created
             before any other TensorFlow work, so callers that read data first pass it in.
         export: optional callable ``export(run_dir) -> path`` run on the chief at the end.
-        fid_selection: optional ``hvitgan_tf.evaluation.training_fid.FIDSelection``; when
-            enabled, validation FID/KID are logged and the best checkpoint is marked (docs/method.md
-            §9).
+        fid_selection: optional ``hvitgan_tf.training.validation_fid.FIDSelection``; when
+            enabled, validation FID/KID are logged and the best checkpoint is marked
+            (docs/method.md §9).
         export_options: what to record about the export (the CLI's ``--export``,
             ``--export-dir``, ``--name``), so that ``--resume`` exports as the run started.
     """
@@ -243,8 +244,6 @@ def _train(run_dir, source, model_config, train_config, *, resume=False, data_in
                                             every=train_config.checkpoint_every,
                                             steps_per_epoch=per_epoch))
         if fid_selection is not None and fid_selection.enabled:
-            from hvitgan_tf.evaluation.training_fid import validation_fid_callback
-
             # After the saver (it reuses the epoch-end checkpoint), before the CSV and
             # TensorBoard loggers (they record its val_fid / val_kid).
             callbacks.append(validation_fid_callback(

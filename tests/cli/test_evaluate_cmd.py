@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from hvitgan_tf import imaging
 from hvitgan_tf.cli.main import cli
 from hvitgan_tf.data import open_source
-from hvitgan_tf.evaluation.distances import frechet_distance
-from hvitgan_tf.evaluation.evaluate import generation_plan
+from hvitgan_tf.metrics.distances import frechet_distance
+from hvitgan_tf.metrics.generation_plan import generation_plan
 
 pytestmark = pytest.mark.slow
 

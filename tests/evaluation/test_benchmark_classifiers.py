@@ -8,7 +8,8 @@ from hvitgan_tf.evaluation.classifier_layers import (BasicResidualBlock,
                                                      BottleneckResidualBlock,
                                                      ConvolutionalBlockAttention)
 from hvitgan_tf.evaluation.classifiers import (available_classifiers, build_classifier,
-                                               classifier_feature_model, register_classifier)
+                                               register_classifier)
+from hvitgan_tf.export.classifier import classifier_feature_model
 
 TINY = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
 

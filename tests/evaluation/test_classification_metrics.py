@@ -120,10 +120,10 @@ def test_numpy_modules_do_not_import_tensorflow():
 
     code = (
         "import sys\n"
-        "import hvitgan_tf.evaluation, hvitgan_tf.evaluation.distances\n"
+        "import hvitgan_tf.evaluation, hvitgan_tf.metrics.distances\n"
         "import hvitgan_tf.evaluation.classification_metrics, hvitgan_tf.evaluation.reports\n"
-        "import hvitgan_tf.evaluation.reference_statistics\n"
-        "import hvitgan_tf.evaluation.imagenet_weights\n"
+        "import hvitgan_tf.metrics.reference_statistics\n"
+        "import hvitgan_tf.metrics.imagenet_weights\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.evaluation.classifiers import build_classifier, classifier_feature_model
+from hvitgan_tf.evaluation.classifiers import build_classifier
 from hvitgan_tf.evaluation.gan_head import (GANHead, build_hvitgan_head, head_for_image_size,
                                             head_from_model_config, head_from_run)
+from hvitgan_tf.export.classifier import classifier_feature_model
 from hvitgan_tf.models import build_discriminator
 from hvitgan_tf.models.config import preset
 

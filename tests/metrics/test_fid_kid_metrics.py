@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hvitgan_tf.evaluation.distances import frechet_distance, kernel_inception_distance
-from hvitgan_tf.evaluation.feature_metrics import (FrechetInceptionDistance,
+from hvitgan_tf.metrics.distances import frechet_distance, kernel_inception_distance
+from hvitgan_tf.metrics.feature_metrics import (FrechetInceptionDistance,
                                                    KernelInceptionDistance, stream_keys)
-from hvitgan_tf.evaluation.reference_statistics import FeatureStatistics
+from hvitgan_tf.metrics.feature_statistics import FeatureStatistics
 
 
 def batches(array, size):

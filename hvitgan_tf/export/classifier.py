@@ -12,6 +12,10 @@ Inside, images are mapped to ``[-1, 1]`` with ``x / 127.5 - 1`` (the inverse of
 small description travel in ``assets.extra/`` (the folder TF Serving leaves to the user):
 ``class_names.json`` and ``classifier.json``. The folder appears atomically: a crash leaves no
 half-written SavedModel.
+
+The ``features`` signature reads the classifier's layer named ``features`` (``FEATURES_LAYER``,
+the pooled penultimate representation), the name every ``hvitgan_tf.evaluation.classifiers``
+model gives it. TensorFlow is imported on use: reading ``classifier.json`` needs none.
 """
 from __future__ import annotations
 
@@ -21,11 +25,26 @@ import shutil
 from typing import Sequence, Union
 
 from hvitgan_tf.errors import UserError
+from hvitgan_tf.export.metadata import EXTRA_DIR
 from hvitgan_tf.fileio import atomic_directory
 
-EXTRA_DIR = "assets.extra"
 CLASS_NAMES_FILE = "class_names.json"
 METADATA_FILE = "classifier.json"
+#: Name of the layer whose output is the penultimate (pooled) feature vector.
+FEATURES_LAYER = "features"
+
+
+def classifier_feature_model(model):
+    """The sub-model from ``model``'s input to its ``features`` layer (shares the weights)."""
+    import keras
+
+    try:
+        features = model.get_layer(FEATURES_LAYER).output
+    except ValueError:
+        raise UserError(f"model {model.name!r} has no layer named '{FEATURES_LAYER}'; build it "
+                        "with build_classifier or pass feature_model explicitly") from None
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, features, name=f"{model.name}_features")
 
 
 def export_classifier(model, path: Union[str, os.PathLike], image_size: Union[int, Sequence[int]],
@@ -41,14 +60,12 @@ def export_classifier(model, path: Union[str, os.PathLike], image_size: Union[in
             inside the graph.
         class_names: one name per output, written to ``assets.extra/class_names.json``.
         feature_model: the penultimate-feature model; defaults to
-            ``classifiers.classifier_feature_model(model)`` (the layer named ``features``).
+            ``classifier_feature_model(model)`` (the layer named ``features``).
         overwrite: replace an existing ``path`` (otherwise that is an error).
     Returns the path written.
     """
     import keras
     import tensorflow as tf
-
-    from hvitgan_tf.evaluation.classifiers import classifier_feature_model
 
     path = os.fspath(path).rstrip("/")
     height, width = ((int(image_size),) * 2 if isinstance(image_size, int)

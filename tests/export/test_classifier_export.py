@@ -9,10 +9,10 @@ import tensorflow as tf
 
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.evaluation.classifier_export import (export_classifier,
-                                                     read_classifier_metadata)
-from hvitgan_tf.evaluation.classifiers import build_classifier, classifier_feature_model
-from hvitgan_tf.evaluation.feature_extractors import get_feature_extractor
+from hvitgan_tf.evaluation.classifiers import build_classifier
+from hvitgan_tf.export.classifier import (classifier_feature_model, export_classifier,
+                                          read_classifier_metadata)
+from hvitgan_tf.metrics.feature_extractors import get_feature_extractor
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
 

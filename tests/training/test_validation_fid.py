@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from hvitgan_tf.cli.main import cli
 from hvitgan_tf.data import open_source
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.evaluation.feature_extractors import FeatureExtractor
-from hvitgan_tf.evaluation.training_fid import FID_FIRST_SEED, FIDSelection, ValidationFID
 from hvitgan_tf.fileio import read_json
+from hvitgan_tf.metrics.feature_extractors import FeatureExtractor
 from hvitgan_tf.training import checkpoints
+from hvitgan_tf.training.validation_fid import FID_FIRST_SEED, FIDSelection, ValidationFID
 
 
 class MeanColourExtractor(FeatureExtractor):

@@ -1,9 +1,9 @@
-"""FID and KID formulas (hvitgan_tf.evaluation.distances) against closed forms and brute force."""
+"""FID and KID formulas (hvitgan_tf.metrics.distances) against closed forms and brute force."""
 import numpy as np
 import pytest
 import scipy.linalg
 
-from hvitgan_tf.evaluation.distances import (frechet_distance, kernel_inception_distance,
+from hvitgan_tf.metrics.distances import (frechet_distance, kernel_inception_distance,
                                              mmd2_unbiased, polynomial_kernel, psd_sqrt)
 
 

@@ -19,8 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hvitgan_tf.evaluation.distances import frechet_distance, kernel_inception_distance
-from hvitgan_tf.evaluation.reference_statistics import DEFAULT_MAX_SAMPLES, FeatureStatistics
+from hvitgan_tf.metrics.distances import (KID_SUBSET_SIZE, KID_SUBSETS, frechet_distance,
+                                          kernel_inception_distance)
+from hvitgan_tf.metrics.feature_statistics import DEFAULT_MAX_SAMPLES, FeatureStatistics
 
 
 def _feature_matrix(features, dim: int, name: str, dtype) -> tf.Tensor:
@@ -287,9 +288,10 @@ class KernelInceptionDistance(_RealFakeFeatures, keras.metrics.Metric):
 
     _feature_dtype = tf.float32  # the kept sample is float32
 
-    def __init__(self, feature_dim: int, num_subsets: int = 100, subset_size: int = 1000,
-                 max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0,
-                 reference: FeatureStatistics | None = None, name: str = "kid", **kwargs):
+    def __init__(self, feature_dim: int, num_subsets: int = KID_SUBSETS,
+                 subset_size: int = KID_SUBSET_SIZE, max_samples: int = DEFAULT_MAX_SAMPLES,
+                 seed: int = 0, reference: FeatureStatistics | None = None, name: str = "kid",
+                 **kwargs):
         kwargs.pop("dtype", None)
         super().__init__(name=name, dtype="float64", **kwargs)
         if max_samples < 2 or num_subsets < 1 or subset_size < 2:
@@ -362,7 +364,7 @@ class KernelInceptionDistance(_RealFakeFeatures, keras.metrics.Metric):
 # -- one call for an evaluation ----------------------------------------------------------------
 
 def fid_kid_against_reference(extractor, reference: FeatureStatistics, fake_batches,
-                              num_subsets: int = 100, subset_size: int = 1000,
+                              num_subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
                               max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0,
                               batch_size: int = 64) -> dict:
     """FID and KID of generated images against cached real statistics.
@@ -372,7 +374,7 @@ def fid_kid_against_reference(extractor, reference: FeatureStatistics, fake_batc
     no sample). Cost on a CPU: the extractor dominates (InceptionV3 at 299 px is about a
     second per image per core); KID's ``result`` grows as ``num_subsets * subset_size² * d``.
     """
-    from hvitgan_tf.evaluation.feature_extractors import iter_features
+    from hvitgan_tf.metrics.feature_extractors import iter_features
 
     if reference.feature_dim != extractor.feature_dim:
         raise ValueError(f"reference statistics have {reference.feature_dim} features but the "

@@ -40,8 +40,16 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from hvitgan_tf.errors import UserError
+from hvitgan_tf.metrics.distances import KID_SUBSET_SIZE, KID_SUBSETS
+from hvitgan_tf.metrics.feature_extractors import get_feature_extractor
+from hvitgan_tf.metrics.feature_metrics import fid_kid_against_reference
+from hvitgan_tf.metrics.generation_plan import generation_plan
+from hvitgan_tf.metrics.reference_statistics import real_statistics
+from hvitgan_tf.noise import truncated_noise
+from hvitgan_tf.training import checkpoints
 
 #: First seed of the fixed FID latents; far from the sample grid's seeds 0..k (any value works).
 FID_FIRST_SEED = 1_000_000
@@ -59,7 +67,7 @@ class FIDSelection:
     Attributes:
         every: evaluate every this many epochs; 0 turns the selection off.
         features: feature extractor (``inception``, ``inception:WEIGHTS.h5``,
-            ``classifier:SAVED_MODEL``), see ``feature_extractors``.
+            ``classifier:SAVED_MODEL``), see ``hvitgan_tf.metrics.feature_extractors``.
         num_samples: generated images per evaluation (also the KID sample size).
         batch_size: images per generator / extractor call.
     """
@@ -113,9 +121,6 @@ class ValidationFID(keras.callbacks.Callback):
                  latent_dim: int, class_counts, counter, guard, steps_per_epoch: int,
                  extractor=None, verbose: bool = True):
         super().__init__()
-        from hvitgan_tf.evaluation.evaluate import generation_plan
-        from hvitgan_tf.evaluation.feature_extractors import get_feature_extractor
-
         if not settings.enabled:
             raise ValueError("ValidationFID needs settings.every >= 1")
         if "validation" not in source.split_names or source.num_examples("validation") < 2:
@@ -146,8 +151,6 @@ class ValidationFID(keras.callbacks.Callback):
                 "fid_samples": int(self.settings.num_samples)}
 
     def _previous_best(self) -> float:
-        from hvitgan_tf.training import checkpoints
-
         try:
             record = checkpoints.read_record(self.run_dir, "best")
         except UserError:
@@ -163,8 +166,6 @@ class ValidationFID(keras.callbacks.Callback):
     # -- evaluation --------------------------------------------------------------------------
     def _reference_statistics(self):
         if self.reference is None:
-            from hvitgan_tf.evaluation.evaluate import real_statistics
-
             self.reference = real_statistics(
                 self.source, "validation", self.image_size, self.extractor,
                 cache_dir=os.path.join(self.run_dir, REFERENCE_FOLDER),
@@ -173,10 +174,6 @@ class ValidationFID(keras.callbacks.Callback):
 
     def generated_images(self, generator):
         """The fixed-latent samples of ``generator``, float ``[-1, 1]`` batches."""
-        import tensorflow as tf
-
-        from hvitgan_tf.noise import truncated_noise
-
         size = self.settings.batch_size
         for start in range(0, len(self.labels), size):
             labels = tf.constant(self.labels[start:start + size])
@@ -187,9 +184,6 @@ class ValidationFID(keras.callbacks.Callback):
 
     def score(self, generator) -> dict:
         """``{"fid", "kid", "kid_std", "num_fake"}`` of ``generator`` against validation."""
-        from hvitgan_tf.evaluation.evaluate import KID_SUBSET_SIZE, KID_SUBSETS
-        from hvitgan_tf.evaluation.feature_metrics import fid_kid_against_reference
-
         return fid_kid_against_reference(
             self.extractor, self._reference_statistics(), self.generated_images(generator),
             num_subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE,
@@ -240,8 +234,6 @@ class ValidationFID(keras.callbacks.Callback):
                   flush=True)
 
     def _mark_best(self, iteration, fid, kid, kid_std):
-        from hvitgan_tf.training import checkpoints
-
         last = checkpoints.read_record(self.run_dir, "last")
         scores = {"val_fid": float(fid), "val_kid": float(kid), "val_kid_std": float(kid_std),
                   **self._selection_id()}

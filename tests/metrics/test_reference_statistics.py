@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hvitgan_tf.evaluation.feature_extractors import FeatureExtractor
-from hvitgan_tf.evaluation.feature_metrics import FrechetInceptionDistance
-from hvitgan_tf.evaluation.reference_statistics import (FeatureStatistics,
-                                                        cached_reference_statistics,
-                                                        compute_feature_statistics,
-                                                        reference_cache_path)
+from hvitgan_tf.metrics.feature_extractors import FeatureExtractor
+from hvitgan_tf.metrics.feature_metrics import FrechetInceptionDistance
+from hvitgan_tf.metrics.feature_statistics import FeatureStatistics
+from hvitgan_tf.metrics.reference_statistics import (cached_reference_statistics,
+                                                     compute_feature_statistics,
+                                                     reference_cache_path)
 
 
 class ProjectionExtractor(FeatureExtractor):
@@ -125,7 +125,7 @@ def test_damaged_or_foreign_cache_files_are_recomputed(images, tmp_path):
 
 
 def test_fid_kid_against_reference_in_one_call(images):
-    from hvitgan_tf.evaluation.feature_metrics import fid_kid_against_reference
+    from hvitgan_tf.metrics.feature_metrics import fid_kid_against_reference
 
     extractor = ProjectionExtractor()
     reference = compute_feature_statistics(extractor, images[:150], max_samples=150)

@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.evaluation import imagenet_weights
-from hvitgan_tf.evaluation.feature_extractors import (as_float_images,
+from hvitgan_tf.metrics import imagenet_weights
+from hvitgan_tf.metrics.feature_extractors import (as_float_images,
                                                       available_feature_extractors,
                                                       get_feature_extractor, iter_image_batches)
 

@@ -17,6 +17,11 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
+#: KID subset size (rows per side), as in the KID paper's reference code.
+KID_SUBSET_SIZE = 1000
+#: KID subsets averaged; 100 like the reference code.
+KID_SUBSETS = 100
+
 
 def _symmetric(matrix: np.ndarray, name: str) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float64)
@@ -125,8 +130,8 @@ class KernelDistance(NamedTuple):
     num_subsets: int
 
 
-def kernel_inception_distance(real_features, fake_features, num_subsets: int = 100,
-                              subset_size: int = 1000, seed: int = 0,
+def kernel_inception_distance(real_features, fake_features, num_subsets: int = KID_SUBSETS,
+                              subset_size: int = KID_SUBSET_SIZE, seed: int = 0,
                               kernel: Callable = polynomial_kernel) -> KernelDistance:
     """KID: unbiased polynomial-kernel MMD² averaged over ``num_subsets`` random subsets.
 

@@ -6,8 +6,8 @@ Names (docs/method.md §9):
   standard FID network. Needs its ImageNet weights file, from ``inception_weights=PATH`` (or the
   ``:PATH`` suffix) or from Keras's cache; never downloaded (see ``imagenet_weights``).
 - ``classifier:PATH``: the ``features`` signature of a SavedModel, e.g. a benchmark classifier
-  written by ``classifier_export.export_classifier`` or an exported GAN (its discriminator's
-  class-token features). Works offline and gives a domain-specific FID.
+  written by ``hvitgan_tf.export.classifier.export_classifier`` or an exported GAN (its
+  discriminator's class-token features). Works offline and gives a domain-specific FID.
 
 Every extractor is called on a batch of images and returns float32 ``[N, F]`` numpy features.
 Images come in either format the project uses:
@@ -28,8 +28,8 @@ import numpy as np
 
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.evaluation import imagenet_weights
 from hvitgan_tf.export.metadata import load_saved_model, resolve_model_dir
+from hvitgan_tf.metrics import imagenet_weights
 
 # Float images may overshoot [-1, 1] a little (bicubic resizing rings); such values are
 # clipped. Anything beyond this is taken for data in another range and rejected.
@@ -257,7 +257,8 @@ def get_feature_extractor(name: str, **kwargs) -> FeatureExtractor:
                             **{k: v for k, v in kwargs.items() if v is not None})
 
 
-@register_feature_extractor("inception", "InceptionV3 pool features; inception[:WEIGHTS.h5]")
+@register_feature_extractor("inception", "InceptionV3 pool features, its ImageNet weights "
+                                         "from Keras's cache or inception:WEIGHTS.h5")
 def _inception(argument, inception_weights=None, batch_size=32):
     if argument and inception_weights and argument != inception_weights:
         raise UserError(f"two InceptionV3 weights files given: {argument} and "
@@ -266,8 +267,9 @@ def _inception(argument, inception_weights=None, batch_size=32):
                                      batch_size=batch_size)
 
 
-@register_feature_extractor("classifier", "a SavedModel's 'features' signature; "
-                                          "classifier:SAVED_MODEL_DIR")
+@register_feature_extractor("classifier", "the 'features' signature of an exported "
+                                          "classifier or GAN, works offline; "
+                                          "classifier:SAVED_MODEL")
 def _classifier(argument, batch_size=64):
     if not argument:
         raise UserError("the classifier extractor needs a SavedModel path: classifier:PATH")
