@@ -11,6 +11,7 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "2")
 
 import fcntl  # noqa: E402
 import contextlib  # noqa: E402
+import errno  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -64,3 +65,44 @@ def tiny_saved_model(tiny_run_dir, tmp_path_factory):
 
             export_run(tiny_run_dir, export_dir=str(base), name="hvitgan", version=1)
         return str(base / "hvitgan"), str(version_dir)
+
+
+class _FillingFile:
+    """A file on a disk that fills up: half of the first write lands, then ENOSPC."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def write(self, data):
+        self._handle.write(data[:len(data) // 2])
+        self._handle.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+
+@pytest.fixture
+def disk_full_after(monkeypatch):
+    """``disk_full_after(n)``: the sample writer's PNGs go to a disk with room for ``n`` more;
+    the next one is cut short by ENOSPC, half written under its temporary name (a stand-in for
+    a full file system, which a test cannot mount here). Returns the temporary paths opened."""
+    from hvitgan_tf.sampling import writers
+
+    opened = []
+
+    def start(files):
+        def filling_open(path, mode="r", *args, **kwargs):
+            handle = open(path, mode, *args, **kwargs)
+            if "w" not in mode or not os.fspath(path).endswith(".png"):
+                return handle
+            opened.append(os.fspath(path))
+            return _FillingFile(handle) if len(opened) > files else handle
+
+        monkeypatch.setattr(writers, "open", filling_open, raising=False)
+        return opened
+
+    return start

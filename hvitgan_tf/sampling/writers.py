@@ -19,9 +19,15 @@ Crash safety — a ``kill -9`` at any instant leaves a folder a rerun can contin
 1. every PNG is written under a hidden temporary name (``.tmp-*``) and renamed;
 2. a shard is written as ``.tmp-*.tfrecord`` and renamed to ``samples-NNNNN.tfrecord`` when it
    is closed (full, or at the end of the run);
-3. manifest rows are appended (and fsync'ed) only after every file they name has its final
-   name, so the manifest never lists a missing file. Rows of a shard still open wait for it;
+3. a manifest row is appended as soon as every file it names has its final name (a PNG's row
+   right after its rename; rows of a shard still open wait for it), whole or not at all, and
+   the manifest is fsync'ed once per batch: it never lists a missing file;
 4. ``sampling.json``'s counters are rewritten (atomically) only after the rows they count.
+
+A failed write (a full disk: :class:`NoSpaceLeft`) stops the writer and leaves the same kind of
+folder: the files whose rows are listed stay, the file being written and any not yet listed (the
+open shard, the PNGs whose rows wait for it) are removed, so the manifest lists exactly the
+complete files on disk and rerunning the same command continues.
 
 On reopening, :class:`OutputFolder` drops a torn last manifest line, removes ``.tmp-*`` files,
 PNGs and shards no manifest row names (written just before a crash; the rerun regenerates the
@@ -29,8 +35,10 @@ very same images), and continues every class after its last kept attempt (``seed
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import errno
 import glob
 import hashlib
 import io
@@ -38,6 +46,7 @@ import json
 import os
 import queue
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -162,13 +171,58 @@ def write_manifest(path: str, rows):
         handle.write(_csv_text(rows, header=True))
 
 
-def append_manifest(path: str, rows):
+def append_manifest(path: str, rows, sync: bool = True):
+    """Append ``rows`` whole or not at all: a write that fails part-way (a full disk) is cut
+    back to the old length, so the manifest never ends in a torn row. ``sync``: fsync them."""
     if not rows:
         return
-    with open(path, "a", encoding="utf-8", newline="") as handle:
-        handle.write(_csv_text(rows))
-        handle.flush()
-        os.fsync(handle.fileno())
+    data = memoryview(_csv_text(rows).encode("utf-8"))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            if sync:
+                os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, size)  # shrinking needs no space
+            raise
+    finally:
+        os.close(fd)
+
+
+def _sync(path: str):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- a full disk -----------------------------------------------------------------------------
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NoSpaceLeft(UserError):
+    """The disk (or the user's quota) filled up while writing into OUT. The complete images
+    stay, each listed in the manifest, so the same command continues once there is space."""
+
+    def __init__(self, path: str, kept: int, folder: str):
+        super().__init__(f"no space left on device writing {path}: {kept} images kept in "
+                         f"{folder} (each listed in its {MANIFEST}); free some space and rerun "
+                         "the same command to continue")
+        self.path, self.kept, self.folder = path, kept, folder
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """ENOSPC / EDQUOT from Python, or TensorFlow's form of it (the TFRecord writer raises
+    ``ResourceExhaustedError``: "No space left on device")."""
+    if isinstance(error, OSError):
+        return error.errno in _DISK_FULL
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(error, tf.errors.ResourceExhaustedError)
 
 
 # -- output folder ---------------------------------------------------------------------------
@@ -211,12 +265,21 @@ class OutputFolder:
             clean = False
         self.progress = self._count(state)
 
-        os.makedirs(self.path, exist_ok=True)
-        self._remove_leftovers()
-        if not clean or not os.path.exists(self.manifest_path):
-            write_manifest(self.manifest_path, self.rows)
-        write_json(os.path.join(self.path, CLASSES), self.class_names)
-        self.write_state(self.progress)
+        where = self.path
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            self._remove_leftovers()
+            if not clean or not os.path.exists(self.manifest_path):
+                where = self.manifest_path
+                write_manifest(self.manifest_path, self.rows)
+            where = os.path.join(self.path, CLASSES)
+            write_json(where, self.class_names)
+            where = self.state_path
+            self.write_state(self.progress)
+        except Exception as error:
+            if is_disk_full(error):
+                raise NoSpaceLeft(where, len(self.rows), self.path) from error
+            raise
 
     # -- validation ------------------------------------------------------------------------
     def _check_existing(self) -> Optional[dict]:
@@ -399,20 +462,36 @@ class ShardWriter:
             return True
         return False
 
-    def close(self):
-        """Publish the open shard (if any records were written)."""
+    def close(self) -> Optional[str]:
+        """Publish the open shard (if any records were written); returns its name."""
         if self._writer is None:
-            return
+            return None
+        name = self.current_name
         self._writer.close()
         os.chmod(self._tmp, file_mode())
-        os.replace(self._tmp, os.path.join(self.folder, self.current_name))
-        self.closed_shards.append(self.current_name)
+        os.replace(self._tmp, os.path.join(self.folder, name))
+        self.closed_shards.append(name)
         self._writer, self._tmp, self._count = None, None, 0
         self.index += 1
+        return name
+
+    def discard(self):
+        """Drop the open shard unpublished (after a failure: its records have no rows)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            with contextlib.suppress(OSError):
+                _remove(self._tmp)
+        self._writer, self._tmp, self._count = None, None, 0
 
 
 class SampleWriter:
-    """Writes batches of kept samples in the order of the module docstring (one thread)."""
+    """Writes batches of kept samples in the order of the module docstring (one thread).
+
+    After a failed write the writer is ``failed``: it has removed what it could not list
+    (:meth:`_abandon`) and writes nothing more; a full disk is raised as :class:`NoSpaceLeft`
+    naming the file and the images kept.
+    """
 
     def __init__(self, output: OutputFolder, formats: Sequence[str], shard_size: int = 1024):
         from hvitgan_tf.data.tfrecord import serialize_example
@@ -424,6 +503,10 @@ class SampleWriter:
                        if "tfrecord" in self.formats else None)
         self._pending_rows: List[dict] = []
         self._pending_progress = None
+        self._unlisted: List[str] = []  # files (relative to OUT) on disk but not yet listed
+        self._where = output.path  # what is being written, for the message of a failure
+        self.listed = len(output.rows)  # rows in the manifest: the images kept in OUT
+        self.failed = False
         self.written = 0
         self.busy_seconds = 0.0
         self.pngs = 0
@@ -431,48 +514,107 @@ class SampleWriter:
 
     def write(self, samples: Sequence[KeptSample], progress: Dict[int, ClassProgress]):
         """Write one batch; ``progress`` is the per-class state once this batch is counted."""
+        if self.failed:
+            raise RuntimeError("this SampleWriter has failed; open the folder again")
         began = time.perf_counter()
-        rows_ready = []
-        for sample in samples:
-            encoded = imaging.encode_png(sample.image)
-            file = ""
-            if "png" in self.formats:
-                file = png_name(sample.class_name, sample.id)
-                _write_bytes(os.path.join(self.output.path, file), encoded)
-                self.pngs += 1
-            shard = ""
-            if self.shards is not None:
-                shard = self.shards.current_name
-                closed = self.shards.add(self._serialize(
+        try:
+            listed_before = self.listed
+            for sample in samples:
+                self._write_sample(sample)
+            if self.listed > listed_before:
+                self._where = self.output.manifest_path
+                _sync(self.output.manifest_path)
+            self.written += len(samples)
+            if not self._pending_rows:
+                # Every row up to this batch is listed: its counters may be committed.
+                self._where = self.output.state_path
+                self.output.write_state(progress)
+            self._pending_progress = progress
+        except BaseException as error:
+            self._fail(error)
+        finally:
+            self.busy_seconds += time.perf_counter() - began
+
+    def _write_sample(self, sample: KeptSample):
+        encoded = imaging.encode_png(sample.image)
+        file = ""
+        if "png" in self.formats:
+            file = png_name(sample.class_name, sample.id)
+            self._where = os.path.join(self.output.path, file)
+            _write_bytes(self._where, encoded)
+            self._unlisted.append(file)
+            self.pngs += 1
+        shard = ""
+        closed = None
+        if self.shards is not None:
+            shard = self.shards.current_name
+            self._where = os.path.join(self.output.path, shard)
+            if self.shards.add(self._serialize(
                     encoded, sample.label, confidence=float(sample.confidence),
-                    class_name=sample.class_name))
-                self.records += 1
-            row = format_row(sample, self.output.model, file or shard, shard)
-            if self.shards is None:
-                rows_ready.append(row)
-            else:
-                self._pending_rows.append(row)
-                if closed:
-                    rows_ready.extend(self._pending_rows)
-                    self._pending_rows = []
-        append_manifest(self.output.manifest_path, rows_ready)
-        self.written += len(samples)
-        if not self._pending_rows:
-            # Every row up to this batch is listed: its counters may be committed.
-            self.output.write_state(progress)
-        self._pending_progress = progress
-        self.busy_seconds += time.perf_counter() - began
+                    class_name=sample.class_name)):
+                closed = shard
+                self._unlisted.append(shard)
+            self.records += 1
+        row = format_row(sample, self.output.model, file or shard, shard)
+        if self.shards is None:
+            self._list([row])
+        else:
+            self._pending_rows.append(row)
+            if closed:
+                self._list(self._pending_rows)
+                self._pending_rows = []
+
+    def _list(self, rows):
+        """Append rows whose files all have their final names (unsynced: once per batch)."""
+        self._where = self.output.manifest_path
+        append_manifest(self.output.manifest_path, rows, sync=False)
+        self.listed += len(rows)
+        self._unlisted = []  # every file written so far belongs to a listed row now
 
     def close(self):
         """Publish the open shard and the rows waiting for it; commit the counters."""
+        if self.failed:
+            return
         began = time.perf_counter()
+        try:
+            if self.shards is not None:
+                self._where = os.path.join(self.output.path, self.shards.current_name)
+                name = self.shards.close()
+                if name:
+                    self._unlisted.append(name)
+            if self._pending_rows:
+                self._list(self._pending_rows)
+                self._pending_rows = []
+                _sync(self.output.manifest_path)
+            if self._pending_progress is not None:
+                self._where = self.output.state_path
+                self.output.write_state(self._pending_progress)
+        except BaseException as error:
+            self._fail(error)
+        finally:
+            self.busy_seconds += time.perf_counter() - began
+
+    def _fail(self, error: BaseException):
+        self._abandon()
+        if is_disk_full(error):
+            raise NoSpaceLeft(self._where, self.listed, self.output.path) from error
+        raise error
+
+    def _abandon(self):
+        """Leave OUT as a rerun expects it after a failure: the manifest lists exactly the
+        complete files. The open shard and every written file without a listed row (the PNGs
+        waiting for that shard; a PNG or shard whose row could not be appended) are removed;
+        the rerun writes them again, byte for byte. The temporary file of the write that failed
+        was removed by ``atomic_path``."""
+        self.failed = True
         if self.shards is not None:
-            self.shards.close()
-        append_manifest(self.output.manifest_path, self._pending_rows)
-        self._pending_rows = []
-        if self._pending_progress is not None:
-            self.output.write_state(self._pending_progress)
-        self.busy_seconds += time.perf_counter() - began
+            self.shards.discard()
+            self.shards.closed_shards = [name for name in self.shards.closed_shards
+                                         if name not in self._unlisted]
+        for file in self._unlisted:
+            with contextlib.suppress(OSError):
+                _remove(os.path.join(self.output.path, file))
+        self._unlisted, self._pending_rows = [], []
 
 
 def _write_bytes(path: str, data: bytes):
@@ -486,7 +628,9 @@ class BackgroundWriter:
     """Runs a :class:`SampleWriter` in a thread so that generating batch k+1 overlaps writing
     batch k. At most ``depth`` batches wait; ``submit`` blocks beyond that (and counts the
     time as ``wait_seconds``: the writer was the bottleneck). A failure in the thread is raised
-    by the next ``submit`` or by ``finish``.
+    by the next ``submit`` or by ``finish``; batches queued behind the failed one are never
+    written (kept while the failed one's images are not, they would make a rerun continue
+    after them and never redo the missing ones).
     """
 
     _DONE = object()
@@ -496,6 +640,7 @@ class BackgroundWriter:
         self.wait_seconds = 0.0
         self._queue: "queue.Queue" = queue.Queue(maxsize=depth)
         self._error: Optional[BaseException] = None
+        self._failed = False
         self._thread = threading.Thread(target=self._run, name="hvitgan-sample-writer",
                                         daemon=True)
         self._thread.start()
@@ -506,10 +651,10 @@ class BackgroundWriter:
             try:
                 if item is self._DONE:
                     return
-                if self._error is None:
+                if not self._failed:
                     self.writer.write(*item)
             except BaseException as error:  # surfaced in the main thread
-                self._error = error
+                self._error, self._failed = error, True
             finally:
                 self._queue.task_done()
 
@@ -531,4 +676,5 @@ class BackgroundWriter:
         self._thread.join()
         self.wait_seconds += time.perf_counter() - began
         self._raise_error()
-        self.writer.close()
+        if not self._failed:
+            self.writer.close()

@@ -186,3 +186,72 @@ def test_a_successful_run_prints_the_table_rates_and_where_everything_went(
     again = run(*args)
     assert again.exit_code == 0, again.output
     assert "nothing to generate" in again.output
+
+
+def _files(out):
+    """``{relative path: bytes}`` of the images and shards in OUT, and its temporary files."""
+    found, temporary = {}, []
+    for root, _, names in os.walk(out):
+        for name in names:
+            path = os.path.join(root, name)
+            if name.startswith(".tmp-"):
+                temporary.append(path)
+            elif name.endswith((".png", ".tfrecord")):
+                found[os.path.relpath(path, out)] = open(path, "rb").read()
+    return found, temporary
+
+
+def _pngs_and_records(out):
+    import tensorflow as tf
+
+    files, _ = _files(out)
+    records = sorted(raw for name in files if name.endswith(".tfrecord")
+                     for raw in tf.data.TFRecordDataset(os.path.join(out, name))
+                     .as_numpy_iterator())
+    return {name: data for name, data in files.items() if name.endswith(".png")}, records
+
+
+def _manifest_rows(out):
+    with open(os.path.join(out, "manifest.csv"), newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("output_format", ["png", "both"])
+def test_a_full_disk_ends_with_one_line_and_a_rerun_finishes_the_same_set(
+        tiny_saved_model, tmp_path, monkeypatch, disk_full_after, output_format):
+    args = ["--model", tiny_saved_model[0], "--per-class", "6", "--threshold", "0",
+            "--batch-size", "4", "--format", output_format, "--shard-size", "3", "--quiet"]
+    reference = str(tmp_path / "reference")
+    assert run(*args, "--out", reference).exit_code == 0
+
+    out = str(tmp_path / "out")
+    disk_full_after(7)  # the 8th PNG, in the middle of the second batch, does not fit
+    result = run(*args, "--out", out)
+    monkeypatch.undo()
+
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    # png: the 7 complete PNGs stay listed; both: the 6 of the two full shards do, and the 7th,
+    # waiting for a third shard, was removed with that shard.
+    kept = 7 if output_format == "png" else 6
+    rows = _manifest_rows(out)
+    assert len(rows) == kept
+    failed = os.path.join(os.path.abspath(out), _manifest_rows(reference)[7]["file"])
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: no space left on device writing {failed}: {kept} images kept in "
+        f"{os.path.abspath(out)} (each listed in its manifest.csv); free some space and rerun "
+        "the same command to continue")
+    on_disk, temporary = _files(out)
+    listed = {r["file"] for r in rows} | {r["tfrecord"] for r in rows if r["tfrecord"]}
+    assert set(on_disk) == listed and not temporary
+
+    again = run(*args, "--out", out)
+    assert again.exit_code == 0, again.output
+    # The same images and records; shards may group the records differently after a resume.
+    assert _pngs_and_records(out) == _pngs_and_records(reference)
+    def rows_without_shard(folder):
+        return sorted(({**row, "tfrecord": bool(row["tfrecord"])} for row in
+                       _manifest_rows(folder)), key=lambda row: row["id"])
+
+    assert rows_without_shard(out) == rows_without_shard(reference)
+

@@ -1,5 +1,9 @@
-"""The output folder's write order, crash leftovers and resume checks (sampling.writers)."""
+"""The output folder's write order, crash leftovers, a full disk and resume checks
+(sampling.writers)."""
+import errno
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -139,3 +143,128 @@ def test_background_writer_surfaces_a_failure_of_its_thread(tmp_path):
     with pytest.raises(Exception):
         background.finish()
     assert W.read_manifest(out.manifest_path)[0] == []
+
+
+# -- a full disk -----------------------------------------------------------------------------
+
+def listed_and_present(out):
+    """``(files the manifest lists, image files on disk)``, both relative to OUT; and the
+    temporary files left anywhere in it."""
+    rows, clean = W.read_manifest(out.manifest_path)
+    assert clean, "the manifest ends in a torn row"
+    listed = {row["file"] for row in rows if row["file"]} | {row["tfrecord"] for row in rows
+                                                             if row["tfrecord"]}
+    present, temporary = set(), []
+    for root, _, files in os.walk(out.path):
+        for name in files:
+            relative = os.path.relpath(os.path.join(root, name), out.path)
+            if name.startswith(".tmp-"):
+                temporary.append(relative)
+            elif name.endswith((".png", ".tfrecord")):
+                present.add(relative)
+    return listed, present, temporary
+
+
+def test_a_full_disk_mid_batch_leaves_every_complete_png_listed(tmp_path, disk_full_after):
+    out = W.OutputFolder(str(tmp_path / "out"), METADATA, {**SETTINGS, "formats": ["png"]})
+    writer = W.SampleWriter(out, ("png",))
+    writer.write([kept(0, 0), kept(1, 0)], progress(neg=(1, 1), pos=(1, 1)))
+    disk_full_after(2)
+    with pytest.raises(W.NoSpaceLeft) as error:
+        writer.write([kept(0, 1), kept(1, 1), kept(0, 2), kept(1, 2)],
+                     progress(neg=(3, 3), pos=(3, 3)))
+    failed = os.path.join(out.path, "neg", "neg-000000002.png")
+    assert str(error.value) == (
+        f"no space left on device writing {failed}: 4 images kept in {out.path} (each listed "
+        "in its manifest.csv); free some space and rerun the same command to continue")
+    listed, present, temporary = listed_and_present(out)
+    assert listed == present and len(present) == 4 and not temporary
+    writer.close()  # the sampler still closes a failed writer: it must write nothing more
+    assert W.read_json(out.state_path)["classes"]["neg"] == {"kept": 1, "attempts": 1}
+
+
+def test_a_manifest_row_cut_short_by_a_full_disk_is_taken_back_with_its_png(tmp_path,
+                                                                           monkeypatch):
+    out = W.OutputFolder(str(tmp_path / "out"), METADATA, {**SETTINGS, "formats": ["png"]})
+    writer = W.SampleWriter(out, ("png",))
+    writer.write([kept(0, 0)], progress(neg=(1, 1), pos=(0, 0)))
+    real_write = os.write
+    manifest_fd = []
+
+    def filling_write(fd, data):  # half of a manifest row fits, then the disk is full
+        if os.path.realpath(f"/proc/self/fd/{fd}") == os.path.realpath(out.manifest_path):
+            manifest_fd.append(fd)
+            real_write(fd, bytes(data[:len(data) // 2]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", filling_write)
+    with pytest.raises(W.NoSpaceLeft, match=f"writing {out.manifest_path}: 1 images kept"):
+        writer.write([kept(1, 0)], progress(neg=(1, 1), pos=(1, 1)))
+    monkeypatch.undo()
+    assert manifest_fd
+    listed, present, temporary = listed_and_present(out)
+    assert listed == present == {"neg/neg-000000000.png"} and not temporary
+
+
+def test_a_full_disk_under_the_tfrecord_writer_drops_the_open_shard_and_its_pngs(
+        tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    out = W.OutputFolder(str(tmp_path / "out"), METADATA, SETTINGS)
+    writer = W.SampleWriter(out, ("png", "tfrecord"), shard_size=2)
+    writer.write([kept(0, 0), kept(1, 0)], progress(neg=(1, 1), pos=(1, 1)))  # one shard
+    real = tf.io.TFRecordWriter
+    monkeypatch.setattr(tf.io, "TFRecordWriter", lambda path: real("/dev/full"))
+    with pytest.raises(W.NoSpaceLeft) as error:
+        writer.write([kept(0, 1)], progress(neg=(2, 2), pos=(1, 1)))
+        writer.close()  # a record this small may only fail when the shard is flushed
+    assert f"writing {os.path.join(out.path, 'samples-00001.tfrecord')}: 2 images kept" in \
+        str(error.value)
+    listed, present, temporary = listed_and_present(out)
+    assert listed == present == {"neg/neg-000000000.png", "pos/pos-000000000.png",
+                                 "samples-00000.tfrecord"}
+    assert not temporary
+
+
+def test_after_a_failed_batch_nothing_more_is_written_neither_queued_batches_nor_close(
+        tmp_path):
+    class Stub:
+        def __init__(self):
+            self.release = threading.Event()
+            self.failed_once = threading.Event()
+            self.written = []
+
+        def write(self, samples, progress):
+            if not self.written and not self.failed_once.is_set():
+                self.release.wait(10)
+                self.failed_once.set()
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written.append(samples)
+
+        def close(self):
+            self.written.append("closed")
+
+    stub = Stub()
+    background = W.BackgroundWriter(stub, depth=2)
+    background.submit(["batch 1"], {})
+    background.submit(["batch 2"], {})  # queued while batch 1 is being written
+    stub.release.set()
+    stub.failed_once.wait(10)
+    time.sleep(0.05)
+    with pytest.raises(OSError):
+        background.submit(["batch 3"], {})
+    background.finish()
+    assert stub.written == []  # neither batch 2 nor a close after the failure
+
+
+def test_a_full_disk_while_opening_the_folder_is_one_clear_error(tmp_path, monkeypatch):
+    def no_space(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path + ".tmp")
+
+    monkeypatch.setattr(W, "write_json", no_space)
+    path = str(tmp_path / "out")
+    with pytest.raises(W.NoSpaceLeft, match=f"writing {path}/classes.json: 0 images kept"):
+        W.OutputFolder(path, METADATA, SETTINGS)
