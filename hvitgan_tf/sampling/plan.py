@@ -1,12 +1,17 @@
-"""How many images of which class: ``--classes``, ``--per-class`` / ``--num`` + ``--class-ratio``.
+"""How many images of which class: ``--classes``, ``--per-class`` / ``--num`` + ``--class-ratio``,
+and what such a plan will cost.
 
 docs/method.md §6.2: class-balanced quotas, either ``per_class`` images of every selected class or
 ``num``
 images split by a class ratio (default uniform). Everything is checked here, before a model is
-loaded, and every mistake is a one-line ``UserError`` naming the valid choices. No TensorFlow.
+loaded, and every mistake is a one-line ``UserError`` naming the valid choices. From the rate
+measured on the first batches, :class:`PlanEstimate` extrapolates the time and disk the rest
+will take, and says so when that is more than a day or more than the free space (a warning:
+the plan still runs). No TensorFlow.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
@@ -151,6 +156,74 @@ def plan_quotas(class_names: Sequence[str], *, per_class: Optional[int] = None,
 
 def default_max_attempts(quota: int) -> int:
     return DEFAULT_ATTEMPTS_PER_IMAGE * max(int(quota), 1)
+
+
+#: A plan expected to run longer than this is announced before it goes on (it is not refused).
+LONG_PLAN_SECONDS = 24 * 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanEstimate:
+    """What the rest of a sampling run will cost, extrapolated from its first batches."""
+
+    images: int  # images still to keep
+    attempts: int  # attempts expected to keep them, at the acceptance seen so far
+    seconds_per_attempt: float  # measured once the model has started
+    bytes_per_image: float  # what the writer stores per kept image (files and manifest row)
+    free_bytes: int  # free space on the file system of the output folder
+    folder: str
+
+    @property
+    def seconds(self) -> float:
+        return self.attempts * self.seconds_per_attempt
+
+    @property
+    def bytes(self) -> float:
+        return self.images * self.bytes_per_image
+
+    @property
+    def too_long(self) -> bool:
+        return self.seconds > LONG_PLAN_SECONDS
+
+    @property
+    def too_big(self) -> bool:
+        return self.bytes > self.free_bytes
+
+    def warning(self) -> Optional[str]:
+        """One line when the plan would take more than a day or more disk than is free."""
+        if not (self.too_long or self.too_big):
+            return None
+        rate = 1.0 / self.seconds_per_attempt if self.seconds_per_attempt > 0 else math.inf
+        free = f"{format_bytes(self.free_bytes)} free in {self.folder}"
+        return (f"warning: the {self.images:,} images still to keep ({self.attempts:,} "
+                f"attempts) would take about {format_duration(self.seconds)}"
+                + (" (more than a day)" if self.too_long else "")
+                + f" at the measured {rate:,.1f} attempts/s, and about "
+                f"{format_bytes(self.bytes)} of disk"
+                + (f", more than the {free}" if self.too_big else f" ({free})")
+                + "; going on anyway: Ctrl-C stops it, and a rerun with a smaller --per-class "
+                "or --num keeps the images written")
+
+
+def format_duration(seconds: float) -> str:
+    """``"42 s"``, ``"3.5 min"``, ``"2.0 hours"``, ``"3.1 days"``, ``"31,710 years"``."""
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400.0), ("hours", 3600.0),
+                       ("min", 60.0)):
+        if seconds >= size:
+            value = seconds / size
+            return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def format_bytes(count: float) -> str:
+    """Decimal units, as ``df -H`` prints them: ``"512 B"``, ``"3.2 MB"``, ``"1,200 PB"``."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB")
+    power = 0
+    while power < len(units) - 1 and count >= 1000 ** (power + 1):
+        power += 1
+    value = count / 1000 ** power
+    return (f"{value:,.0f} {units[power]}" if power == 0 or value >= 100
+            else f"{value:.1f} {units[power]}")
 
 
 def _positive(option, value):

@@ -617,6 +617,29 @@ class SampleWriter:
         self._unlisted, self._pending_rows = [], []
 
 
+def bytes_per_sample(samples: Sequence[KeptSample], model: dict, formats: Sequence[str],
+                     block_size: int = 1) -> float:
+    """Mean bytes :class:`SampleWriter` stores per sample for ``samples``: the PNG (rounded up
+    to whole ``block_size`` blocks, as the file system allocates it), the TFRecord record with
+    its framing, and the manifest row. For estimating what a plan needs."""
+    from hvitgan_tf.data.tfrecord import serialize_example
+
+    block_size = max(1, int(block_size))
+    total = 0
+    for sample in samples:
+        encoded = imaging.encode_png(sample.image)
+        if "png" in formats:
+            total += -(-len(encoded) // block_size) * block_size
+        if "tfrecord" in formats:
+            # A TFRecord frames each record with its length and two CRCs (8 + 4 + 4 bytes).
+            total += 16 + len(serialize_example(encoded, sample.label,
+                                                confidence=float(sample.confidence),
+                                                class_name=sample.class_name))
+        total += len(_csv_text([format_row(sample, model, png_name(sample.class_name, sample.id),
+                                           shard_name(0) if "tfrecord" in formats else "")]))
+    return total / max(1, len(samples))
+
+
 def _write_bytes(path: str, data: bytes):
     with atomic_path(path, suffix=".png") as tmp:
         with open(tmp, "wb") as handle:

@@ -255,3 +255,41 @@ def test_a_full_disk_ends_with_one_line_and_a_rerun_finishes_the_same_set(
 
     assert rows_without_shard(out) == rows_without_shard(reference)
 
+
+def test_a_huge_per_class_is_announced_up_front_and_still_runs(
+        tiny_saved_model, tmp_path, disk_full_after):
+    out = str(tmp_path / "out")
+    disk_full_after(10)  # ends the trillion-image run early, as a full disk would
+    result = run("--model", tiny_saved_model[0], "--per-class", "1000000000000",
+                 "--threshold", "0", "--batch-size", "4", "--out", out, "--quiet")
+    lines = result.stderr.strip().splitlines()
+    warning = next(line for line in lines if line.startswith("warning: "))
+    # Estimated after the second batch (the first pays the model's start-up), which leaves
+    # 2 x (10^12 - 4) to go.
+    assert warning.startswith("warning: the 1,999,999,999,992 images still to keep (")
+    assert "years (more than a day) at the measured" in warning
+    assert "of disk, more than the " in warning and f"free in {os.path.abspath(out)}" in warning
+    assert lines.index(warning) < len(lines) - 1  # before the run ended (here: the full disk)
+    assert result.exit_code == 2 and lines[-1].startswith("Error: no space left on device")
+
+
+def test_a_plan_larger_than_the_free_disk_is_announced_but_not_refused(
+        tiny_saved_model, tmp_path, monkeypatch):
+    import shutil
+
+    out = str(tmp_path / "out")
+    args = ["--model", tiny_saved_model[0], "--per-class", "4", "--threshold", "0",
+            "--batch-size", "2", "--quiet"]
+    result = run(*args, "--out", str(tmp_path / "roomy"))
+    assert result.exit_code == 0 and "warning" not in result.stderr
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: real(path)._replace(free=1000))
+    result = run(*args, "--out", out)
+    assert result.exit_code == 0, result.output
+    warning = next(line for line in result.stderr.splitlines() if line.startswith("warning: "))
+    assert warning.startswith("warning: the 4 images still to keep (")  # after 2 batches of 2
+    assert "(more than a day)" not in warning
+    assert f", more than the 1.0 kB free in {os.path.abspath(out)}; going on anyway" in warning
+    assert len(_manifest_rows(out)) == 8

@@ -1,8 +1,10 @@
-"""Quotas from --classes / --per-class / --num / --class-ratio (hvitgan_tf.sampling.plan)."""
+"""Quotas from --classes / --per-class / --num / --class-ratio, and what a plan will cost
+(hvitgan_tf.sampling.plan)."""
 import pytest
 
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.sampling.plan import default_max_attempts, plan_quotas, split_by_ratio
+from hvitgan_tf.sampling.plan import (PlanEstimate, default_max_attempts, format_bytes,
+                                      format_duration, plan_quotas, split_by_ratio)
 
 NAMES = ["normal", "tumor", "stroma"]
 
@@ -47,3 +49,40 @@ def test_mistakes_are_user_errors_naming_the_choices(kwargs, message):
     with pytest.raises(UserError) as error:
         plan_quotas(NAMES, **kwargs)
     assert message in str(error.value)
+
+
+def estimate(**changes):
+    fields = dict(images=1000, attempts=2000, seconds_per_attempt=0.01, bytes_per_image=5000,
+                  free_bytes=10 ** 9, folder="/data/synthetic")
+    return PlanEstimate(**{**fields, **changes})
+
+
+def test_a_plan_of_minutes_that_fits_on_the_disk_says_nothing():
+    small = estimate()
+    assert small.seconds == pytest.approx(20) and small.bytes == 5e6
+    assert small.warning() is None
+    # Exactly a day and exactly the free space are still fine.
+    assert estimate(attempts=8_640_000).warning() is None
+    assert estimate(images=200_000).warning() is None
+
+
+def test_a_plan_of_more_than_a_day_or_than_the_free_disk_is_announced():
+    huge = estimate(images=2 * 10 ** 12, attempts=4 * 10 ** 12, seconds_per_attempt=0.004,
+                    bytes_per_image=4200, free_bytes=50 * 10 ** 9)
+    assert huge.warning() == (
+        "warning: the 2,000,000,000,000 images still to keep (4,000,000,000,000 attempts) would "
+        "take about 507 years (more than a day) at the measured 250.0 attempts/s, and "
+        "about 8.4 PB of disk, more than the 50.0 GB free in /data/synthetic; going on "
+        "anyway: Ctrl-C stops it, and a rerun with a smaller --per-class or --num keeps the "
+        "images written")
+    slow = estimate(attempts=9_000_000).warning()
+    assert "about 1.0 days (more than a day)" in slow and "(1.0 GB free in" in slow
+    big = estimate(images=300_000).warning()
+    assert "(more than a day)" not in big and "1.5 GB of disk, more than the 1.0 GB free" in big
+
+
+def test_durations_and_sizes_read_like_df_and_a_clock():
+    assert [format_duration(s) for s in (42, 210, 7200, 3 * 86400, 1e12)] == \
+        ["42 s", "3.5 min", "2.0 hours", "3.0 days", "31,688 years"]
+    assert [format_bytes(b) for b in (512, 3.2e6, 50e9, 1.2e18)] == \
+        ["512 B", "3.2 MB", "50.0 GB", "1,200 PB"]
