@@ -1,6 +1,7 @@
 """``hvitgan-tf data``: look at a data source before training on it (docs/method.md §8).
 
-``inspect`` prints splits, class counts, image size and dtype (a table, or ``--json``);
+``inspect`` prints splits, class counts, image size and dtype, and for image files what they
+hold when it is not 8-bit RGB and what they are converted to (a table, or ``--json``);
 ``preview`` writes a labelled grid of real patches, one row per class. Both open the source
 exactly as ``train`` does (same options, same subset rules), so what they show is what trains.
 TensorFlow is imported inside the commands only.
@@ -44,8 +45,16 @@ def _table(header, rows):
 def format_description(info: dict) -> str:
     """The human-readable form of ``DataSource.describe()``."""
     size = info["native_image_size"]
-    stored = f"{size}x{size}x3 {info['stored_dtype']}" if size else \
+    read_as = f"{size}x{size}x3 {info['stored_dtype']}" if size else \
         f"varying sizes, 3 channels, {info['stored_dtype']}"
+    # Image files that are not 8-bit RGB: say what was found and what it became.
+    kinds = info.get("file_kinds") or []
+    converted = [kind for kind in kinds if kind["converted_to"]]
+    stored = read_as
+    if converted:
+        found = ", ".join(f"{kind['count']} {kind['found']}" for kind in kinds)
+        stored = (f"{size}x{size} px" if size else "varying sizes") + f": {found}; read as " + (
+            f"{size}x{size}x3 {info['stored_dtype']}" if size else info["stored_dtype"])
     subset = info["subset"]
     if subset is None:
         subset_text = "none (whole training split)"
@@ -60,6 +69,8 @@ def format_description(info: dict) -> str:
         ("Location", info["location"]),
         ("Classes", f"{info['num_classes']}: {', '.join(info['class_names'])}"),
         ("Stored as", f"{stored} (served as {info['served_as']})"),
+        ("Converted", "; ".join(f"{kind['count']} {kind['found']} to {kind['converted_to']}, "
+                                f"e.g. {kind['example']}" for kind in converted) or None),
         ("Splits", info["split_rule"]),
         ("Subset", subset_text),
     ]

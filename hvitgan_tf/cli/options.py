@@ -52,8 +52,9 @@ def data_options(command=None, *, seed_help=_SEED_HELP):
         click.option("--seed", type=int, default=0, show_default=True,
                      help=seed_help),
         click.option("--skip-bad", is_flag=True, default=False,
-                     help="Leave out unreadable images/records (folder:, tfrecord:) with a "
-                          "warning and a count, instead of stopping at the first."),
+                     help="Leave out unreadable or too small (< 8 px) images/records "
+                          "(folder:, tfrecord:) with a warning and a count, instead of "
+                          "stopping at the first."),
     ]
     for option in reversed(options):
         command = option(command)

@@ -96,7 +96,7 @@ class DataSource(abc.ABC):
     def __init__(self, spec: str, class_names: Sequence[str], native_image_size: Optional[int],
                  *, fraction=None, limit=None, seed: int = 0, description: str = "",
                  location: Optional[str] = None, split_rule: str = "",
-                 skipped: Sequence[Tuple[str, str]] = ()):
+                 skipped: Sequence[Tuple[str, str]] = (), file_kinds: Sequence[dict] = ()):
         self.spec = spec
         self.class_names: List[str] = list(class_names)
         self.native_image_size = native_image_size
@@ -108,6 +108,9 @@ class DataSource(abc.ABC):
         self.split_rule = split_rule
         #: ``(path or record, reason)`` of every input left out because ``skip_bad=True``.
         self.skipped: List[Tuple[str, str]] = list(skipped)
+        #: What the files of an image-file source hold and what they are converted to
+        #: (``image_files.file_kinds``); empty for sources of uint8 RGB arrays.
+        self.file_kinds: List[dict] = [dict(kind) for kind in file_kinds]
         self._full_indices: Dict[str, SplitIndex] = {}  # before subsetting
         self._indices: Dict[str, SplitIndex] = {}  # after subsetting
         if self.num_classes < 2:
@@ -320,6 +323,7 @@ class DataSource(abc.ABC):
             "subset": subset,
             "splits": splits,
             "skipped": [{"item": item, "reason": reason} for item, reason in self.skipped],
+            "file_kinds": [dict(kind) for kind in self.file_kinds],
         }
 
     def __repr__(self):

@@ -13,9 +13,11 @@ one warning names them and ``source.skipped`` lists them. The check also records
 size: ``native_image_size`` is that size when every image is the same square, else ``None``.
 
 Grayscale, palette and RGBA images become RGB (alpha is dropped, not composited), 16-bit
-grayscale is scaled to 8 bits; images of any size are centre-cropped to a square and resized to
-the model size by the pipeline. 8-bit PNG and JPEG are decoded by TensorFlow in parallel; TIFF
-and other modes go through Pillow.
+images are scaled to 8 bits, and ``describe()["file_kinds"]`` says how many files of each kind
+were found and what they became. Images of any size from ``MIN_IMAGE_SIDE`` (8 px) on the short
+side up are centre-cropped to a square and resized to the model size by the pipeline; smaller
+ones are bad files like corrupt ones. 8-bit PNG and JPEG are decoded by TensorFlow in parallel;
+TIFF and other modes go through Pillow.
 
 No splits on disk: ``open_source`` makes a seeded stratified split (default 80/10/10).
 """
@@ -31,7 +33,8 @@ import tensorflow as tf
 from hvitgan_tf.data.base import AUTOTUNE, DataSource, SplitIndex, split_rule_text
 from hvitgan_tf.data.forms import DataError
 from hvitgan_tf.data.image_files import (IMAGE_EXTENSIONS, bad_files_text, check_image,
-                                         common_square_size, decode_rgb, map_in_threads)
+                                         common_square_size, decode_rgb, file_kinds,
+                                         map_in_threads)
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +83,10 @@ class FolderSource(DataSource):
         checks = map_in_threads(check_image, paths)
         bad = [(path, check.error) for path, check in zip(paths, checks) if not check.ok]
         if bad and not skip_bad:
-            raise DataError(f"{len(bad)} unreadable image file(s) in {directory}: "
+            raise DataError(f"{len(bad)} bad image file(s) in {directory}: "
                             f"{bad_files_text(bad)} (use --skip-bad to leave them out)")
         if bad:
-            logger.warning("skipped %d unreadable image file(s) of %d in %s: %s", len(bad),
+            logger.warning("skipped %d bad image file(s) of %d in %s: %s", len(bad),
                            len(paths), directory, bad_files_text(bad))
             good = np.array([check.ok for check in checks])
             paths = [path for path, ok in zip(paths, good) if ok]
@@ -96,9 +99,10 @@ class FolderSource(DataSource):
             location=os.path.abspath(directory),
             split_rule=split_rule_text(split_fractions, split_seed),
             skipped=bad,
+            file_kinds=file_kinds(paths, checks),
             **subset,
         )
-        self._check_classes_present(labels, f"{directory} after skipping unreadable files")
+        self._check_classes_present(labels, f"{directory} after skipping bad files")
         self._paths = np.array(paths, dtype=object)
         self._pillow_only = np.array([not check.tensorflow_decodable for check in checks])
         self._splits = self._split_all(labels, split_fractions, split_seed)

@@ -40,7 +40,7 @@ import tensorflow as tf
 from hvitgan_tf.data.base import AUTOTUNE, DataSource, SplitIndex, split_rule_text
 from hvitgan_tf.data.forms import DataError
 from hvitgan_tf.data.image_files import (bad_files_text, check_image, common_square_size,
-                                         map_in_threads)
+                                         file_kinds, map_in_threads)
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class TFRecordSource(DataSource):
             raise DataError(f"{spec}: no TFRecord files match {pattern!r}")
         class_file = read_class_file(os.path.dirname(files[0]))
 
-        kept_files, labels, checks = [], [], []
+        kept_files, labels, checks, wheres = [], [], [], []
         bad: List[Tuple[str, str]] = []
         texts: Dict[int, Tuple[str, str]] = {}  # label -> (name, where it was seen)
         for path in files:
@@ -188,6 +188,7 @@ class TFRecordSource(DataSource):
                     _remember_name(texts, int(label), text.decode("utf-8"), where)
                 labels.append(int(label))
                 checks.append(check)
+                wheres.append(where)
         if bad:
             logger.warning("skipped %d bad TFRecord shard(s)/record(s) matching %s: %s",
                            len(bad), pattern, bad_files_text(bad))
@@ -207,6 +208,7 @@ class TFRecordSource(DataSource):
             location=pattern,
             split_rule=split_rule_text(split_fractions, split_seed),
             skipped=bad,
+            file_kinds=file_kinds(wheres, [check for check in checks if check is not None]),
             **subset,
         )
         good_labels = labels[good].astype(np.int32)

@@ -76,3 +76,41 @@ def test_corrupt_folder_image_is_named(runner, tmp_path):
                                  "--skip-bad"])
     assert result.exit_code == 0, result.output
     assert "Skipped" in result.stdout and "bad.png" in result.stdout
+
+
+def test_inspect_says_what_a_16_bit_png_is_and_what_it_becomes(runner, tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(tmp_path / name /
+                                                                        f"{i}.png")
+    deep = tmp_path / "b" / "deep.png"
+    Image.fromarray(np.full((32, 32), 30000, np.uint16)).save(deep)
+    assert Image.open(deep).mode == "I;16"
+    result = runner.invoke(cli, ["data", "inspect", "--data", f"folder:{tmp_path}"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip()
+             for line in result.stdout.splitlines() if "  " in line}
+    assert lines["Stored as"].startswith(
+        "32x32 px: 6 8-bit RGB PNG, 1 16-bit grayscale PNG; read as 32x32x3 uint8 (served as")
+    assert lines["Converted"] == ("1 16-bit grayscale PNG to 8-bit RGB (value / 257, grey in "
+                                  f"all three channels), e.g. {deep}")
+    info = json.loads(runner.invoke(cli, ["data", "inspect", "--data", f"folder:{tmp_path}",
+                                          "--json"]).stdout)
+    assert [kind["found"] for kind in info["file_kinds"]] == ["8-bit RGB PNG",
+                                                             "16-bit grayscale PNG"]
+    # 8-bit RGB only: the table reads as before, without a Converted line.
+    os.remove(deep)
+    plain = runner.invoke(cli, ["data", "inspect", "--data", f"folder:{tmp_path}"]).stdout
+    assert "32x32x3 uint8 (served as" in plain and "Converted" not in plain
+
+
+def test_inspect_names_a_1x1_image_as_too_small(runner, tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / name / "ok.png")
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tmp_path / "b" / "dot.png")
+    result = runner.invoke(cli, ["data", "inspect", "--data", f"folder:{tmp_path}"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{tmp_path / 'b' / 'dot.png'}: too small: 1x1 px" in lines[0]

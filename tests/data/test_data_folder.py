@@ -101,7 +101,7 @@ def test_skip_bad_warns_counts_and_leaves_them_out(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="hvitgan_tf.data"):
         source = open_source(f"folder:{tmp_path}", skip_bad=True)
     assert [os.path.basename(path) for path, _ in source.skipped] == ["cut.png", "empty.tif"]
-    assert "skipped 2 unreadable image file(s) of 10" in caplog.text
+    assert "skipped 2 bad image file(s) of 10" in caplog.text
     assert sum(source.num_examples(s) for s in source.split_names) == 8
     assert len(source.describe()["skipped"]) == 2
     assert len(list(source.examples("train", 16))) == source.num_examples("train")
@@ -141,3 +141,47 @@ def test_split_is_stratified_and_seeded(tmp_path):
                           again.split_index("test").positions)
     subset = open_source(f"folder:{tmp_path}", limit=10, seed=1)
     assert subset.class_counts("train") == [5, 5]
+
+
+def test_what_the_files_hold_is_reported_with_what_they_become(tmp_path):
+    rng = np.random.default_rng(4)
+    write_class_folder(str(tmp_path), per_class=2, size=16)
+    gray16 = (rng.integers(0, 256, (16, 16)) * 257 + 100).astype(np.uint16)
+    write_image(str(tmp_path / "benign" / "gray16.png"), gray16)
+    rgb16 = rng.integers(0, 65536, (16, 16, 3)).astype(np.uint16)
+    (tmp_path / "malignant" / "rgb16.png").write_bytes(tf.io.encode_png(rgb16).numpy())
+    source = open_source(f"folder:{tmp_path}", split_fractions=(1, 0, 0))
+    assert source.native_image_size == 16
+    kinds = {kind["found"]: kind for kind in source.describe()["file_kinds"]}
+    assert set(kinds) == {"8-bit RGB PNG", "16-bit grayscale PNG", "16-bit RGB PNG"}
+    assert kinds["8-bit RGB PNG"]["count"] == 4 and kinds["8-bit RGB PNG"]["converted_to"] is None
+    assert kinds["16-bit grayscale PNG"] == {
+        "found": "16-bit grayscale PNG", "count": 1, "example": str(tmp_path / "benign" /
+                                                                   "gray16.png"),
+        "converted_to": "8-bit RGB (value / 257, grey in all three channels)"}
+    assert kinds["16-bit RGB PNG"]["converted_to"] == "8-bit RGB (the high byte of each channel)"
+    decoded = _raw_by_path(source, "train")
+    assert np.array_equal(decoded[str(tmp_path / "malignant" / "rgb16.png")],
+                          (rgb16 >> 8).astype(np.uint8))
+    assert np.array_equal(decoded[str(tmp_path / "benign" / "gray16.png")][..., 0],
+                          np.round(gray16 / 257).astype(np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 40, 3), (30, 5)])
+def test_images_below_the_minimum_side_are_bad_files(tmp_path, caplog, shape):
+    from hvitgan_tf.data.image_files import MIN_IMAGE_SIDE
+
+    write_class_folder(str(tmp_path), per_class=3, size=16)
+    write_image(str(tmp_path / "benign" / "least.png"),
+                np.zeros((MIN_IMAGE_SIDE, 40, 3), np.uint8))  # the minimum itself is fine
+    small = write_image(str(tmp_path / "malignant" / "small.png"), np.zeros(shape, np.uint8))
+    with pytest.raises(DataError) as error:
+        open_source(f"folder:{tmp_path}")
+    height, width = shape[:2]
+    assert (f"1 bad image file(s) in {tmp_path}: {small}: too small: {width}x{height} px "
+            "(images need at least 8 px on the short side") in str(error.value)
+    with caplog.at_level(logging.WARNING, logger="hvitgan_tf.data"):
+        source = open_source(f"folder:{tmp_path}", skip_bad=True)
+    assert "skipped 1 bad image file(s) of 8" in caplog.text
+    assert [path for path, _ in source.skipped] == [small]
+    assert sum(source.num_examples(split) for split in source.split_names) == 7

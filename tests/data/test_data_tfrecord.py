@@ -179,3 +179,12 @@ def test_serialized_records_are_byte_identical_across_processes():
         for seed in (1, 2, 3)
     }
     assert len(digests) == 1
+
+
+def test_a_record_below_the_minimum_image_side_is_named(tmp_path):
+    png = encode(np.zeros((8, 8, 3), np.uint8), "PNG")
+    dot = encode(np.zeros((1, 1, 3), np.uint8), "PNG")
+    _write_shard(tmp_path / "a.tfrecord", [_plain_example(png, 0), _plain_example(png, 1),
+                                           _plain_example(dot, 1)])
+    with pytest.raises(DataError, match=r"a\.tfrecord#2: too small: 1x1 px"):
+        open_source(f"tfrecord:{tmp_path}/a.tfrecord")
