@@ -16,7 +16,8 @@ TRAIN_OPTIONS = {
     "diffaug": "diffaug", "loss_weighting": "loss_weighting",
     "weight_adversarial": "weight_adversarial", "mixed_precision": "mixed_precision",
     "class_gradient_share": "class_gradient_share", "d_class_on_fakes": "d_class_on_fakes",
-    "g_class_gradient_share": "g_class_gradient_share",
+    "g_class_gradient_share": "g_class_gradient_share", "critic_projection": "critic_projection",
+    "class_warmup": "class_warmup",
     "jit": "jit", "seed": "seed", "strategy": "strategy",
     "checkpoint_every": "checkpoint_every",
 }
@@ -76,6 +77,16 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
               help="Also train the discriminator's class head on generated images (the "
                    "paper's CE_3). Off by default: head and generator then agreed on one "
                    "colour per label instead of learning the classes.")
+@click.option("--critic-projection/--no-critic-projection",
+              default=TrainConfig.critic_projection,
+              help="Add the class head's logit of each image's label to the critic score (a "
+                   "projection critic), so the WGAN terms carry the label too. Off: the "
+                   "paper's critic, the source head alone.")
+@click.option("--class-warmup", type=click.IntRange(min=0), default=TrainConfig.class_warmup,
+              metavar="N",
+              help="First N iterations: only the critic's class head (and the features under "
+                   "it) learns, on real images; the adversarial terms and the generator wait. "
+                   "0: the paper's start.")
 @click.option("--no-class-projection", is_flag=True,
               help="Ablation: plain LayerNorm instead of conditional LN; the label enters only "
                    "at the input projection.")
