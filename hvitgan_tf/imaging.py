@@ -1,7 +1,10 @@
 """Image helpers shared by training previews, data previews and sampling reports.
 
 Images inside the package are float ``[-1, 1]``; on disk they are 8-bit PNG. The conversion is
-in one place so that "what ``classify`` sees after a PNG round trip" is the same everywhere.
+in one place so that "what ``classify`` sees after a PNG round trip" is the same everywhere:
+``to_uint8`` / ``to_float`` on NumPy arrays, ``tensor_to_uint8`` / ``tensor_to_float`` on
+TensorFlow tensors (the data pipeline and the SavedModel signatures), the same rule in both.
+TensorFlow is imported by the tensor functions only.
 """
 import io
 
@@ -20,6 +23,22 @@ def to_uint8(images):
 def to_float(images):
     """uint8 -> ``[-1, 1]`` float32 (the inverse of ``to_uint8`` up to rounding)."""
     return np.asarray(images, dtype=np.float32) / 127.5 - 1.0
+
+
+def tensor_to_uint8(images):
+    """``to_uint8`` for a float tensor: round half to even, clip to ``[0, 255]``; a uint8 image
+    taken to ``[-1, 1]`` by ``tensor_to_float`` comes back exactly."""
+    import tensorflow as tf
+
+    return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+
+def tensor_to_float(images):
+    """``to_float`` for a tensor (uint8, or float already in ``[0, 255]``): float32 in
+    ``[-1, 1]``."""
+    import tensorflow as tf
+
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
 def encode_png(image):

@@ -52,7 +52,7 @@ class GenerateHandler(ModelHandler):
         self._batch_size = int(batch_size)
 
     def load_model(self):
-        from hvitgan_tf.sampling.exported_model import ExportedModel
+        from hvitgan_tf.exported_model import ExportedModel
 
         return ExportedModel(self._model_dir, self._metadata)
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -55,8 +54,7 @@ import uuid
 from typing import List, Optional
 
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.export.metadata import (EXTRA_DIR, FORMAT, FORMAT_VERSION, METADATA_FILE,
-                                        describe, read_export_metadata)
+from hvitgan_tf.exported_model import describe, read_export_metadata
 from hvitgan_tf.sampling import plan
 from hvitgan_tf.sampling.writers import (CLASSES, MANIFEST, STATE, ClassProgress, KeptSample,
                                          OutputFolder, append_manifest, format_row,
@@ -211,34 +209,6 @@ def _remote(path: str) -> bool:
     return "://" in path
 
 
-def read_model_metadata(path: str) -> dict:
-    """``read_export_metadata`` for local paths; the same lookup through ``tf.io.gfile`` for
-    ``gs://`` (highest integer version holding a saved_model.pb, then its hvitgan.json)."""
-    if not _remote(path):
-        return read_export_metadata(path)
-    import tensorflow as tf
-
-    base = path.rstrip("/")
-    if not tf.io.gfile.exists(f"{base}/saved_model.pb"):
-        if not tf.io.gfile.isdir(base):
-            raise UserError(f"model {base} does not exist")
-        versions = [int(entry.rstrip("/")) for entry in tf.io.gfile.listdir(base)
-                    if entry.rstrip("/").isdigit()
-                    and tf.io.gfile.exists(f"{base}/{entry.rstrip('/')}/saved_model.pb")]
-        if not versions:
-            raise UserError(f"{base} is not a SavedModel and holds no versions")
-        base = f"{base}/{max(versions)}"
-    file = f"{base}/{EXTRA_DIR}/{METADATA_FILE}"
-    if not tf.io.gfile.exists(file):
-        raise UserError(f"{base} is a SavedModel but not an hvitgan-tf export (no {file})")
-    with tf.io.gfile.GFile(file) as handle:
-        metadata = json.loads(handle.read())
-    if metadata.get("format") != FORMAT or int(metadata.get("format_version", 0)) > FORMAT_VERSION:
-        raise UserError(f"{file} does not describe an hvitgan-tf SavedModel this version reads")
-    metadata["model_dir"] = base
-    return metadata
-
-
 def _check_remote_out(out_dir: str):
     import tensorflow as tf
 
@@ -258,7 +228,7 @@ def plan_job(args) -> SamplingJob:
                    args.max_attempts, args.shard_size, args.seed)
     if not 0.0 < args.expected_acceptance <= 1.0:
         raise UserError(f"--expected-acceptance must be in (0, 1], got {args.expected_acceptance}")
-    metadata = read_model_metadata(args.model)
+    metadata = read_export_metadata(args.model)  # local, or gs:// through tf.io.gfile
     class_names = list(metadata["class_names"])
     quotas = plan.plan_quotas(class_names, per_class=args.per_class, num=args.num,
                               class_ratio=args.class_ratio, classes=args.classes)

@@ -118,9 +118,9 @@ def benchmark(data, data_dir, fraction, limit, seed, skip_bad, models, synthetic
     gan_head = None
     export_metadata = {}
     if model:
-        from hvitgan_tf.evaluation.evaluate import saved_model_metadata
+        from hvitgan_tf.exported_model import read_metadata
 
-        export_metadata = saved_model_metadata(arms[1].plan.model_dir)
+        export_metadata = read_metadata(arms[1].plan.model_dir)
     if "hvitgan_head" in model_names:
         gan_head = _gan_head(gan_run, gan_checkpoint, export_metadata, model)
     size = _image_size(image_size, export_metadata, gan_head, synthetic, source)

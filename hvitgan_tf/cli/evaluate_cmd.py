@@ -14,7 +14,6 @@ from hvitgan_tf.cli.options import data_options, feature_extractor_help, open_da
 from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.data.forms import SPLIT_NAMES
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.export.metadata import load_saved_model
 
 _OFFLINE_HINT = (
     "Without InceptionV3 weights, use a domain feature extractor that works offline: "
@@ -98,13 +97,14 @@ def evaluate(model, samples, data, data_dir, fraction, limit, seed, skip_bad, sp
     source = open_data_source(data=data, data_dir=data_dir, fraction=fraction, limit=limit,
                               seed=seed, skip_bad=skip_bad)
     from hvitgan_tf.evaluation import evaluate as ev
+    from hvitgan_tf.exported_model import resolve_model_dir
     from hvitgan_tf.metrics.reference_statistics import default_cache_dir
 
     cache = None if no_cache else (cache_dir or default_cache_dir())
     results = {}
     generates = classifies = False
     if model:
-        model = ev.resolve_saved_model(model)
+        model = resolve_model_dir(model)
         generates, classifies = _signatures(model)
         if do_classification and not classifies:
             raise UserError(f"{model} has no 'classify' signature; pass --no-classification")
@@ -148,9 +148,9 @@ def evaluate(model, samples, data, data_dir, fraction, limit, seed, skip_bad, sp
 
 def _signatures(model_dir):
     """``(has generate, has classify)``, from the export's metadata when it lists them."""
-    from hvitgan_tf.evaluation.evaluate import saved_model_metadata
+    from hvitgan_tf.exported_model import load_saved_model, read_metadata
 
-    names = saved_model_metadata(model_dir).get("signatures")
+    names = read_metadata(model_dir).get("signatures")
     if not names:
         names = list(load_saved_model(model_dir).signatures)
     return "generate" in names, "classify" in names

@@ -32,7 +32,7 @@ def export(run_dir, checkpoint, name, version, export_dir):
       hvitgan-tf export runs/pcam --checkpoint last --name pcam --version 7
     """
     from hvitgan_tf.export import export_run, read_export_metadata
-    from hvitgan_tf.export.metadata import describe
+    from hvitgan_tf.exported_model import describe
 
     path = export_run(run_dir, export_dir=export_dir, name=name, version=version,
                       checkpoint=checkpoint)

@@ -65,7 +65,7 @@ def sample(ctx, model_path, out_dir, per_class, num, class_ratio, classes, thres
           --class-ratio tumor=0.7,normal=0.3 --format both --out synthetic
     """
     from hvitgan_tf._backend import start_tensorflow
-    from hvitgan_tf.export.metadata import describe, read_export_metadata
+    from hvitgan_tf.exported_model import ExportedModel, describe, read_export_metadata
     from hvitgan_tf.sampling.plan import plan_quotas
     from hvitgan_tf.sampling.report import format_table
     from hvitgan_tf.sampling.sampler import QuotaNotReached, check_settings
@@ -80,8 +80,6 @@ def sample(ctx, model_path, out_dir, per_class, num, class_ratio, classes, thres
     start_tensorflow(bool((ctx.find_root().obj or {}).get("verbose")))
     model = None
     if preview:
-        from hvitgan_tf.sampling.exported_model import ExportedModel
-
         model = ExportedModel(metadata["model_dir"], metadata)
     wanted = ", ".join(f"{metadata['class_names'][label]} {quota}"
                        for label, quota in quotas.items())

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from hvitgan_tf.data.forms import SPLIT_NAMES, DataError
 from hvitgan_tf.data.splitting import stratified_split, stratified_subset, subset_size
+from hvitgan_tf.imaging import tensor_to_float
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -64,7 +65,7 @@ def to_model_input(images, image_size: int):
         top, left = (height - side) // 2, (width - side) // 2
         images = images[..., top:top + side, left:left + side, :]
         images = tf.image.resize(images, [size, size], method="bilinear", antialias=True)
-    images = tf.cast(images, tf.float32) / 127.5 - 1.0
+    images = tensor_to_float(images)
     # Bilinear weights are non-negative, so this only removes float round-off.
     images = tf.clip_by_value(images, -1.0, 1.0)
     return tf.ensure_shape(images, images.shape[:-3] + [size, size, 3])

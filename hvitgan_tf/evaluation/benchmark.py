@@ -176,7 +176,7 @@ def plan_arms(out_dir: str, *, synthetic_dir: Optional[str] = None,
     ones without class projection need ``model_no_cp`` (a second GAN trained with
     ``--no-class-projection``).
     """
-    from hvitgan_tf.evaluation.evaluate import resolve_saved_model
+    from hvitgan_tf.exported_model import resolve_model_dir
 
     if synthetic_dir and model_dir:
         raise UserError("give either --synthetic (an existing sample folder) or --model (an "
@@ -202,11 +202,11 @@ def plan_arms(out_dir: str, *, synthetic_dir: Optional[str] = None,
         return arms
     if per_class < 1:
         raise UserError(f"the synthetic images per class must be >= 1, got {per_class}")
-    model_dir = resolve_saved_model(model_dir)
+    model_dir = resolve_model_dir(model_dir)
     main_cp = _class_projection(model_dir)
     no_cp_dir = None
     if model_no_cp:
-        no_cp_dir = resolve_saved_model(model_no_cp)
+        no_cp_dir = resolve_model_dir(model_no_cp)
         if _class_projection(no_cp_dir):
             raise UserError(f"--model-no-cp {no_cp_dir} was trained with class projection; "
                             "train it with 'hvitgan-tf train --no-class-projection'")
@@ -235,9 +235,9 @@ def plan_arms(out_dir: str, *, synthetic_dir: Optional[str] = None,
 
 
 def _class_projection(model_dir: str) -> bool:
-    from hvitgan_tf.evaluation.evaluate import saved_model_metadata
+    from hvitgan_tf.exported_model import read_metadata
 
-    config = saved_model_metadata(model_dir).get("model_config") or {}
+    config = read_metadata(model_dir).get("model_config") or {}
     return bool(config.get("generator", {}).get("class_projection", True))
 
 

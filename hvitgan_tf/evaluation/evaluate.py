@@ -3,8 +3,9 @@
 Image quality (FID / KID against one split of a data source):
 
 - ``generator_fid(model_dir, source, split, extractor, ...)``: ``num_samples`` images from an
-  exported GAN's ``generate`` signature (docs/method.md §7), labels drawn in proportion to the
-  split's class counts, seeds ``seed, seed + 1, ...``, truncation ψ.
+  exported GAN's ``generate`` signature (docs/method.md §7, ``hvitgan_tf.exported_model``),
+  labels drawn in proportion to the split's class counts, seeds ``seed, seed + 1, ...``,
+  truncation ψ.
 - ``folder_fid(samples_dir, source, split, extractor, ...)``: images already written to disk
   (``hvitgan-tf sample`` output, or any ``folder:`` layout).
 
@@ -29,121 +30,20 @@ imported on use, not at import.
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.export.metadata import load_saved_model
+from hvitgan_tf.exported_model import (ExportedModel, image_input, load_saved_model,
+                                       read_metadata, resolve_model_dir, signature)
 from hvitgan_tf.metrics.distances import KID_SUBSET_SIZE, KID_SUBSETS
 from hvitgan_tf.metrics.generation_plan import generation_plan
 from hvitgan_tf.metrics.reference_statistics import real_statistics
 
 
-# -- exported models ---------------------------------------------------------------------------
-
-def resolve_saved_model(path: str) -> str:
-    """A SavedModel folder from ``path``: the folder itself, or the highest integer version
-    under a TF Serving model folder (``saved_models/hvitgan`` -> ``saved_models/hvitgan/3``)."""
-    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    try:
-        from hvitgan_tf.export import resolve_model_dir
-    except ImportError:  # the export package is optional for exported classifiers
-        resolve_model_dir = None
-    if resolve_model_dir is not None:
-        return os.fspath(resolve_model_dir(path))
-    versions = sorted((int(name) for name in (os.listdir(path) if os.path.isdir(path) else [])
-                       if name.isdigit()
-                       and os.path.isfile(os.path.join(path, name, "saved_model.pb"))))
-    if not versions:
-        raise UserError(f"{path} is neither a SavedModel (no saved_model.pb) nor a folder of "
-                        "numbered SavedModel versions")
-    return os.path.join(path, str(versions[-1]))
-
-
-def saved_model_metadata(model_dir: str) -> dict:
-    """What travels with an export: ``class_names``, ``image_size`` (an int), ``num_classes``,
-    and for a GAN ``model_config`` and ``latent_dim``. Reads an HViTGAN export's metadata, or
-    the ``classifier.json`` of ``export_classifier``; ``{}`` when there is neither."""
-    from hvitgan_tf.export.classifier import EXTRA_DIR, METADATA_FILE
-
-    if os.path.isfile(os.path.join(model_dir, EXTRA_DIR, METADATA_FILE)):
-        from hvitgan_tf.export.classifier import read_classifier_metadata
-
-        metadata = dict(read_classifier_metadata(model_dir))
-    else:
-        try:
-            from hvitgan_tf.export import read_export_metadata
-        except ImportError:
-            return {}
-        try:
-            metadata = dict(read_export_metadata(model_dir))
-        except UserError:
-            return {}
-    size = metadata.get("image_size")
-    if isinstance(size, (list, tuple)):
-        metadata["image_size"] = int(size[0])
-    return metadata
-
-
-def _signature(loaded, name: str, path: str):
-    signatures = dict(loaded.signatures)
-    if name not in signatures:
-        raise UserError(f"the SavedModel at {path} has no '{name}' signature (it has: "
-                        f"{', '.join(sorted(signatures)) or 'none'})")
-    return signatures[name]
-
-
-def _image_input(signature, name: str, path: str):
-    """``(input name, dtype, static (H, W) or None)`` of a one-image-input signature."""
-    _, inputs = signature.structured_input_signature
-    images = [(key, spec) for key, spec in inputs.items() if spec.shape.rank == 4]
-    if len(images) != 1:
-        raise UserError(f"the '{name}' signature of {path} must take one image input "
-                        f"[N, H, W, 3]; it takes {sorted(inputs)}")
-    key, spec = images[0]
-    height, width = spec.shape[1], spec.shape[2]
-    return key, spec.dtype, ((int(height), int(width)) if height and width else None)
-
-
-class SavedGenerator:
-    """An exported HViTGAN's ``generate`` signature (docs/method.md §7), batch by batch.
-
-    ``label`` int32, ``seed`` int64, ``truncation`` float32, all ``[N]`` -> ``images`` uint8
-    ``[N, S, S, 3]``, ``probabilities``, ``confidence``. Only the SavedModel is used, never
-    the Python model classes.
-    """
-
-    def __init__(self, path: str):
-        import tensorflow as tf
-
-        self.path = resolve_saved_model(path)
-        self._loaded = load_saved_model(self.path)  # keep: it owns the variables
-        self._generate = _signature(self._loaded, "generate", self.path)
-        self.metadata = saved_model_metadata(self.path)
-        outputs = self._generate.structured_outputs
-        size = outputs["images"].shape[1] if "images" in outputs else None
-        self.image_size = int(size or self.metadata.get("image_size") or 0) or None
-        self.class_names = list(self.metadata.get("class_names") or [])
-
-    def batches(self, labels, seeds, truncation: float, batch_size: int = 64
-                ) -> Iterator[Dict[str, np.ndarray]]:
-        """``{"images", "labels", "confidence"}`` numpy batches for the given latents."""
-        import tensorflow as tf
-
-        labels = np.asarray(labels, np.int32)
-        seeds = np.asarray(seeds, np.int64)
-        for start in range(0, len(labels), int(batch_size)):
-            label = labels[start:start + batch_size]
-            out = self._generate(
-                label=tf.constant(label), seed=tf.constant(seeds[start:start + batch_size]),
-                truncation=tf.fill([len(label)], tf.constant(float(truncation), tf.float32)))
-            yield {"images": out["images"].numpy(), "labels": label,
-                   "confidence": out["confidence"].numpy()}
-
+# -- FID / KID ---------------------------------------------------------------------------------
 
 def _resized_uint8(images: np.ndarray, image_size: int) -> np.ndarray:
     """uint8 images at ``image_size`` by the data pipeline's resize rule (unchanged if equal)."""
@@ -153,8 +53,6 @@ def _resized_uint8(images: np.ndarray, image_size: int) -> np.ndarray:
 
     return imaging.to_uint8(to_model_input(images, image_size).numpy())
 
-
-# -- FID / KID ---------------------------------------------------------------------------------
 
 def _fid_kid(extractor, reference, batches, batch_size, seed):
     from hvitgan_tf.metrics.feature_metrics import fid_kid_against_reference
@@ -173,13 +71,11 @@ def generator_fid(model_dir: str, source, split: str, extractor, *, num_samples:
     ``image_size`` defaults to the generator's; when given and different, generated images
     are resized by the data pipeline's rule too. ``progress(done, total)`` is called per batch.
     """
-    generator = SavedGenerator(model_dir)
+    generator = ExportedModel(model_dir)
     if truncation < 0:
         raise UserError(f"truncation must be >= 0, got {truncation}")
-    _check_classes(generator.class_names, source, generator.path)
-    size = int(image_size or generator.image_size or 0)
-    if size < 1:
-        raise UserError(f"cannot tell the image size of {generator.path}; pass --image-size")
+    _check_classes(generator.class_names, source, generator.model_dir)
+    size = int(image_size or generator.image_size)
     reference = real_statistics(source, split, size, extractor, cache_dir=cache_dir,
                                 batch_size=batch_size, refresh=refresh)
     counts = source.class_counts(split)
@@ -187,12 +83,12 @@ def generator_fid(model_dir: str, source, split: str, extractor, *, num_samples:
     confidences = []
 
     def images():
-        done = 0
-        for batch in generator.batches(labels, seeds, truncation, batch_size):
+        for start in range(0, len(labels), batch_size):
+            stop = min(start + batch_size, len(labels))
+            batch = generator.generate(labels[start:stop], seeds[start:stop], truncation)
             confidences.append(batch["confidence"])
-            done += len(batch["labels"])
             if progress is not None:
-                progress(done, len(labels))
+                progress(stop, len(labels))
             yield _resized_uint8(batch["images"], size)
 
     scores = _fid_kid(extractor, reference, images(), batch_size, seed)
@@ -200,7 +96,7 @@ def generator_fid(model_dir: str, source, split: str, extractor, *, num_samples:
     names = _class_names(generator.class_names, source)
     return {
         "what": "generator",
-        "model": generator.path,
+        "model": generator.model_dir,
         "truncation": float(truncation),
         "seed": int(seed),
         **_fid_common(scores, reference, extractor, source, split, size),
@@ -280,11 +176,11 @@ def classifier_metrics(model_dir: str, source, split: str, *, batch_size: int = 
     from hvitgan_tf.evaluation.classification_metrics import (classification_metrics,
                                                               confusion_matrix)
 
-    path = resolve_saved_model(model_dir)
-    loaded = load_saved_model(path)
-    classify = _signature(loaded, "classify", path)
-    input_name, dtype, static_size = _image_input(classify, "classify", path)
-    metadata = saved_model_metadata(path)
+    path = resolve_model_dir(model_dir)
+    loaded = load_saved_model(path)  # keep: it owns the variables
+    classify = signature(loaded, "classify", path)
+    input_name, dtype, static_size = image_input(classify, "classify", path)
+    metadata = read_metadata(path)
     names = list(metadata.get("class_names") or [])
     _check_classes(names, source, path)
     size = (static_size[0] if static_size else None) or metadata.get("image_size") \

@@ -1,20 +1,21 @@
-"""Exported SavedModels (docs/method.md §7): writing them from a run, finding them, serving them.
+"""Exported SavedModels (docs/method.md §7): writing them from a run, and serving them.
 
     from hvitgan_tf.export import export_run, read_export_metadata, resolve_model_dir
     path = export_run("runs/demo")                      # -> .../saved_models/hvitgan/1
     read_export_metadata("saved_models/hvitgan")        # highest version's hvitgan.json
 
-Modules: ``metadata`` (layout, version lookup, ``hvitgan.json``; no TensorFlow), ``savedmodel``
-(``export_run`` and the signatures), ``classifier`` (``export_classifier``: a benchmark
-classifier with ``classify`` and ``features`` signatures), ``rest_client`` (a urllib client for
-TF Serving's REST API).
+Modules: ``savedmodel`` (``export_run`` and the signatures), ``classifier``
+(``export_classifier``: a benchmark classifier with ``classify`` and ``features`` signatures),
+``rest_client`` (a urllib client for TF Serving's REST API). Reading an export back (version
+lookup, ``hvitgan.json``, the signatures) is ``hvitgan_tf.exported_model``, below training, so
+that every layer may read one; its names are handed on here too.
 ``export_run`` imports TensorFlow on first use, so the CLI's option checks stay fast.
 """
 import importlib
 
-from hvitgan_tf.export.metadata import (CLASS_NAMES_FILE, EXTRA_DIR, FORMAT, FORMAT_VERSION,
-                                        METADATA_FILE, SIGNATURES, list_versions,
-                                        read_export_metadata, resolve_model_dir)
+from hvitgan_tf.exported_model import (CLASS_NAMES_FILE, EXTRA_DIR, FORMAT, FORMAT_VERSION,
+                                       METADATA_FILE, SIGNATURES, list_versions,
+                                       read_export_metadata, resolve_model_dir)
 
 _LAZY = {
     "export_run": "hvitgan_tf.export.savedmodel",

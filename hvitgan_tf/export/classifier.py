@@ -7,11 +7,12 @@ extractor), batch dimension ``None``:
   ``probabilities`` float32 ``[N, C]``, ``label`` int32 ``[N]``.
 - ``features``: ``images`` uint8 ``[N, H, W, 3]`` -> ``features`` float32 ``[N, F]``.
 
-Inside, images are mapped to ``[-1, 1]`` with ``x / 127.5 - 1`` (the inverse of
-``hvitgan_tf.imaging.to_uint8``), the format the classifiers are trained on. Class names and a
-small description travel in ``assets.extra/`` (the folder TF Serving leaves to the user):
-``class_names.json`` and ``classifier.json``. The folder appears atomically: a crash leaves no
-half-written SavedModel.
+Inside, images are mapped to ``[-1, 1]`` by ``hvitgan_tf.imaging.tensor_to_float``
+(``x / 127.5 - 1``), the format the classifiers are trained on. Class names and a small
+description travel in ``assets.extra/`` (the folder TF Serving leaves to the user), as for a GAN
+export: ``class_names.txt`` and ``classifier.json`` (read back by
+``hvitgan_tf.exported_model.read_classifier_metadata``). The folder appears atomically: a crash
+leaves no half-written SavedModel.
 
 The ``features`` signature reads the classifier's layer named ``features`` (``FEATURES_LAYER``,
 the pooled penultimate representation), the name every ``hvitgan_tf.evaluation.classifiers``
@@ -25,11 +26,9 @@ import shutil
 from typing import Sequence, Union
 
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.export.metadata import EXTRA_DIR
+from hvitgan_tf.exported_model import CLASSIFIER_METADATA_FILE, EXTRA_DIR, write_class_names
 from hvitgan_tf.fileio import atomic_directory
 
-CLASS_NAMES_FILE = "class_names.json"
-METADATA_FILE = "classifier.json"
 #: Name of the layer whose output is the penultimate (pooled) feature vector.
 FEATURES_LAYER = "features"
 
@@ -58,7 +57,7 @@ def export_classifier(model, path: Union[str, os.PathLike], image_size: Union[in
         image_size: side (or ``(height, width)``) of the uint8 images the signatures accept. If
             the model's input has a different static size, images are resized (bilinear) to it
             inside the graph.
-        class_names: one name per output, written to ``assets.extra/class_names.json``.
+        class_names: one name per output, written to ``assets.extra/class_names.txt``.
         feature_model: the penultimate-feature model; defaults to
             ``classifier_feature_model(model)`` (the layer named ``features``).
         overwrite: replace an existing ``path`` (otherwise that is an error).
@@ -66,6 +65,8 @@ def export_classifier(model, path: Union[str, os.PathLike], image_size: Union[in
     """
     import keras
     import tensorflow as tf
+
+    from hvitgan_tf.imaging import tensor_to_float
 
     path = os.fspath(path).rstrip("/")
     height, width = ((int(image_size),) * 2 if isinstance(image_size, int)
@@ -83,7 +84,7 @@ def export_classifier(model, path: Union[str, os.PathLike], image_size: Union[in
     model_size = tuple(model.input_shape[1:3])
 
     def model_input(images):
-        x = tf.cast(images, tf.float32) / 127.5 - 1.0
+        x = tensor_to_float(images)
         if None not in model_size and model_size != (height, width):
             x = tf.image.resize(x, model_size, method="bilinear")
         return x
@@ -120,9 +121,9 @@ def export_classifier(model, path: Union[str, os.PathLike], image_size: Union[in
         archive.write_out(tmp, verbose=False)
         extra = os.path.join(tmp, EXTRA_DIR)
         os.makedirs(extra, exist_ok=True)
-        with open(os.path.join(extra, CLASS_NAMES_FILE), "w", encoding="utf-8") as handle:
-            json.dump(class_names, handle)
-        with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as handle:
+        write_class_names(extra, class_names)
+        with open(os.path.join(extra, CLASSIFIER_METADATA_FILE), "w",
+                  encoding="utf-8") as handle:
             json.dump(metadata, handle, indent=2)
         if os.path.exists(path):  # overwrite: move the old export aside just before the swap
             retired = f"{tmp}.old"
@@ -131,13 +132,3 @@ def export_classifier(model, path: Union[str, os.PathLike], image_size: Union[in
         shutil.rmtree(retired, ignore_errors=True)
     return path
 
-
-def read_classifier_metadata(path: Union[str, os.PathLike]) -> dict:
-    """The ``classifier.json`` written by ``export_classifier`` (class names, image size...)."""
-    file = os.path.join(os.fspath(path), EXTRA_DIR, METADATA_FILE)
-    try:
-        with open(file, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise UserError(f"{path} has no {EXTRA_DIR}/{METADATA_FILE}; was it written by "
-                        "export_classifier?") from None

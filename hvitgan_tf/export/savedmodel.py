@@ -43,14 +43,27 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 
 from hvitgan_tf import __version__
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.export import metadata as meta
+from hvitgan_tf.exported_model import (EXTRA_DIR, FORMAT, FORMAT_VERSION, METADATA_FILE,
+                                       SIGNATURES, write_class_names)
 from hvitgan_tf.fileio import atomic_directory, lock_folder, release_folder, write_json
 
 #: Samples evaluated concurrently by the per-sample ``tf.map_fn`` of every signature.
 PARALLEL_SAMPLES = 16
+
+# Names TF Serving accepts in a URL path segment without escaping, and safe as a folder name.
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it is usable as ``saved_models/<name>/`` and in TF Serving's URLs."""
+    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        raise UserError(f"model name {name!r} must start with a letter or digit and use only "
+                        "letters, digits, '.', '_' and '-' (it becomes a folder and a URL part)")
+    return name
 
 
 def export_run(run_dir, *, export_dir="saved_models", name="hvitgan", version=None,
@@ -72,7 +85,7 @@ def export_run(run_dir, *, export_dir="saved_models", name="hvitgan", version=No
     from hvitgan_tf.training import checkpoints
     from hvitgan_tf.training.runner import load_run
 
-    meta.check_model_name(name)
+    check_model_name(name)
     run_dir = os.path.abspath(os.fspath(run_dir))
     model_config, train_config, data_info = load_run(run_dir)
     weights = os.path.abspath(checkpoints.resolve(run_dir, checkpoint))
@@ -103,8 +116,8 @@ def _export_into(base, run_dir, model_config, train_config, data_info, weights, 
 
     version_number = int(os.path.basename(target))
     metadata = {
-        "format": meta.FORMAT,
-        "format_version": meta.FORMAT_VERSION,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
         "name": name,
         "version": version_number,
         "class_names": class_names,
@@ -120,7 +133,7 @@ def _export_into(base, run_dir, model_config, train_config, data_info, weights, 
         "exported_at": datetime.datetime.now(datetime.timezone.utc).strftime(
             "%Y-%m-%dT%H:%M:%SZ"),
         "hvitgan_tf_version": __version__,
-        "signatures": list(meta.SIGNATURES) + ["serving_default"],
+        "signatures": list(SIGNATURES) + ["serving_default"],
         "noise": "hvitgan_tf.noise.truncated_noise: z row i = Phi^-1 of uniforms from "
                  "stateless Philox keyed by [seed_i, 0x6E6F697A], truncated at +-psi_i",
         "images": "uint8 RGB; generator output x in [-1, 1] -> round((x + 1) * 127.5); the "
@@ -130,11 +143,10 @@ def _export_into(base, run_dir, model_config, train_config, data_info, weights, 
     try:
         with atomic_directory(target) as tmp:
             archive.write_out(tmp, verbose=False)
-            extra = os.path.join(tmp, meta.EXTRA_DIR)
+            extra = os.path.join(tmp, EXTRA_DIR)
             os.makedirs(extra, exist_ok=True)
-            write_json(os.path.join(extra, meta.METADATA_FILE), metadata)
-            with open(os.path.join(extra, meta.CLASS_NAMES_FILE), "w", encoding="utf-8") as f:
-                f.write(meta.class_names_text(class_names))
+            write_json(os.path.join(extra, METADATA_FILE), metadata)
+            write_class_names(extra, class_names)
             _make_readable(tmp)
     except OSError as error:
         if os.path.exists(target):  # another export took this version meanwhile
@@ -211,6 +223,7 @@ def build_archive(generator, discriminator, metadata):
     import tensorflow as tf
 
     from hvitgan_tf.data.base import to_model_input
+    from hvitgan_tf.imaging import tensor_to_float, tensor_to_uint8
     from hvitgan_tf.noise import truncated_noise
 
     class_names = list(metadata["class_names"])
@@ -220,21 +233,13 @@ def build_archive(generator, discriminator, metadata):
     feature_dim = int(metadata["feature_dim"])
     image_shape = [size, size, 3]
 
-    def to_uint8(images):
-        # Same rule as hvitgan_tf.imaging.to_uint8: round half to even, clip to [0, 255].
-        return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
-
-    def from_uint8(images):
-        # The inverse used everywhere a network sees a stored image (data.base.to_model_input).
-        return tf.cast(images, tf.float32) / 127.5 - 1.0
-
     def model_input(images):
         """uint8 ``[N, h, w, 3]`` of any size -> float32 ``[N, S, S, 3]`` in ``[-1, 1]``."""
         shape = tf.shape(images)
         model_sized = tf.logical_and(tf.equal(shape[1], size), tf.equal(shape[2], size))
         return tf.cond(
             model_sized,
-            lambda: tf.ensure_shape(from_uint8(images), [None, *image_shape]),
+            lambda: tf.ensure_shape(tensor_to_float(images), [None, *image_shape]),
             lambda: tf.ensure_shape(to_model_input(images, size), [None, *image_shape]))
 
     def per_sample(fn, elems, output_signature):
@@ -258,7 +263,7 @@ def build_archive(generator, discriminator, metadata):
             z = truncated_noise(seed_one[tf.newaxis], latent_dim,
                                 truncation_one[tf.newaxis])  # [1, latent_dim]
             image = generator([z, label_one[tf.newaxis]], training=False)  # [1, S, S, 3]
-            return to_uint8(image)[0]
+            return tensor_to_uint8(image)[0]
 
         return per_sample(one, (seed, label, truncation), tf.TensorSpec(image_shape, tf.uint8))
 
@@ -300,7 +305,7 @@ def build_archive(generator, discriminator, metadata):
             truncation = tf.identity(truncation)
         images = render(seed, label, truncation)
         # Scored from the uint8 image, exactly as `classify` scores the PNG written from it.
-        probabilities, _ = score(from_uint8(images))
+        probabilities, _ = score(tensor_to_float(images))
         return {"images": images, "probabilities": probabilities,
                 "confidence": tf.gather(probabilities, label, axis=1, batch_dims=1)}
 

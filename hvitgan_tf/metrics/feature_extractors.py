@@ -7,7 +7,8 @@ Names (docs/method.md §9):
   ``:PATH`` suffix) or from Keras's cache; never downloaded (see ``imagenet_weights``).
 - ``classifier:PATH``: the ``features`` signature of a SavedModel, e.g. a benchmark classifier
   written by ``hvitgan_tf.export.classifier.export_classifier`` or an exported GAN (its
-  discriminator's class-token features). Works offline and gives a domain-specific FID.
+  discriminator's class-token features), read through ``hvitgan_tf.exported_model``. Works
+  offline and gives a domain-specific FID.
 
 Every extractor is called on a batch of images and returns float32 ``[N, F]`` numpy features.
 Images come in either format the project uses:
@@ -28,7 +29,8 @@ import numpy as np
 
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.export.metadata import load_saved_model, resolve_model_dir
+from hvitgan_tf.exported_model import (image_input, load_saved_model, resolve_model_dir,
+                                       signature)
 from hvitgan_tf.metrics import imagenet_weights
 
 # Float images may overshoot [-1, 1] a little (bicubic resizing rings); such values are
@@ -145,36 +147,23 @@ class ClassifierFeatureExtractor(FeatureExtractor):
     def __init__(self, path: str, batch_size: int = 64):
         import tensorflow as tf
 
-        path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        try:
             # A model name folder (saved_models/hvitgan) means its newest version, as --model.
-            try:
-                path = resolve_model_dir(path)
-            except UserError:
-                raise UserError(f"{path} is not a SavedModel directory (no saved_model.pb) "
-                                "nor a folder of versions; classifier:PATH needs an exported "
-                                "classifier or GAN") from None
+            path = resolve_model_dir(path)
+        except UserError:
+            raise UserError(f"{os.path.abspath(path)} is not a SavedModel directory (no "
+                            "saved_model.pb) nor a folder of versions; classifier:PATH needs "
+                            "an exported classifier or GAN") from None
         self._loaded = load_saved_model(path)  # keep a reference: it owns the variables
-        signatures = dict(self._loaded.signatures)
-        if self.SIGNATURE not in signatures:
-            raise UserError(
-                f"the SavedModel at {path} has no '{self.SIGNATURE}' signature (it has: "
-                f"{', '.join(sorted(signatures)) or 'none'}). Export classifiers with "
-                "export_classifier(), which adds it; or use the inception extractor"
-            )
-        self._signature = signatures[self.SIGNATURE]
-        _, inputs = self._signature.structured_input_signature
-        if len(inputs) != 1:
-            raise UserError(f"the '{self.SIGNATURE}' signature of {path} must take one image "
-                            f"input, it takes {sorted(inputs)}")
-        (self._input_name, spec), = inputs.items()
-        if spec.shape.rank != 4 or spec.shape[-1] != 3 or spec.dtype not in (tf.uint8,
-                                                                             tf.float32):
+        self._signature = signature(
+            self._loaded, self.SIGNATURE, path,
+            hint=". Export classifiers with export_classifier(), which adds it; or use the "
+                 "inception extractor")
+        self._input_name, self._input_dtype, self.input_size = image_input(
+            self._signature, self.SIGNATURE, path)
+        if self._input_dtype not in (tf.uint8, tf.float32):
             raise UserError(f"the '{self.SIGNATURE}' signature of {path} must take uint8 "
-                            f"images [N, H, W, 3], its input is {spec}")
-        self._input_dtype = spec.dtype
-        height, width = spec.shape[1], spec.shape[2]
-        self.input_size = (height, width) if height and width else None
+                            f"images [N, H, W, 3], its input is {self._input_dtype.name}")
         outputs = self._signature.structured_outputs
         self._output_name = self.SIGNATURE if self.SIGNATURE in outputs else None
         if self._output_name is None:
@@ -201,8 +190,7 @@ class ClassifierFeatureExtractor(FeatureExtractor):
         if self.input_size is not None and tuple(images.shape[1:3]) != self.input_size:
             x = tf.image.resize(x, self.input_size, method="bilinear")
         if self._input_dtype == tf.uint8:
-            # Same rounding rule as hvitgan_tf.imaging.to_uint8 (a uint8 input survives exactly).
-            x = tf.cast(tf.clip_by_value(tf.round((x + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+            x = imaging.tensor_to_uint8(x)  # a uint8 input survives exactly
         outputs = self._signature(**{self._input_name: x})
         return outputs[self._output_name].numpy()
 

@@ -8,12 +8,12 @@ Modules, in the order data flows through them:
 
 ``plan``            quotas from --classes / --per-class / --num / --class-ratio (no TensorFlow)
 ``seeds``           the int64 seed of attempt k of class c, and sample ids (NumPy only)
-``exported_model``  ``ExportedModel``: the SavedModel's signatures (``tf.saved_model.load``)
 ``sampler``         ``sample()``: allocate, generate, select, hand over to the writer
 ``writers``         PNG / TFRecord / manifest output, resume, the background writer thread
 ``report``          the final table and the kept-vs-rejected grid
 
 Sampling never imports the model classes (``hvitgan_tf.models``): only the SavedModel is used,
+through ``hvitgan_tf.exported_model.ExportedModel`` (its signatures, ``tf.saved_model.load``),
 as TF Serving and a Beam pipeline would use it.
 """
 import importlib
@@ -23,7 +23,7 @@ _LAZY = {
     "SampleReport": "hvitgan_tf.sampling.sampler",
     "ClassReport": "hvitgan_tf.sampling.sampler",
     "QuotaNotReached": "hvitgan_tf.sampling.sampler",
-    "ExportedModel": "hvitgan_tf.sampling.exported_model",
+    "ExportedModel": "hvitgan_tf.exported_model",
     "plan_quotas": "hvitgan_tf.sampling.plan",
     "attempt_seed": "hvitgan_tf.sampling.seeds",
     "attempt_seeds": "hvitgan_tf.sampling.seeds",

@@ -38,8 +38,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from hvitgan_tf.errors import UserError
+from hvitgan_tf.exported_model import ExportedModel, read_export_metadata
 from hvitgan_tf.fileio import release_folder
-from hvitgan_tf.export.metadata import read_export_metadata
 from hvitgan_tf.sampling import plan
 from hvitgan_tf.sampling.seeds import attempt_seeds, sample_id
 from hvitgan_tf.sampling.writers import (FORMATS, MANIFEST, BackgroundWriter, KeptSample,
@@ -221,8 +221,6 @@ def _sample(model_dir, out_dir, *, per_class: Optional[int] = None, num: Optiona
                 "threshold": float(threshold), "formats": list(formats)}
     if model is None:
         # Before OUT is opened: a damaged SavedModel must fail with OUT untouched.
-        from hvitgan_tf.sampling.exported_model import ExportedModel
-
         model = ExportedModel(metadata["model_dir"], metadata)
     output = OutputFolder(out_dir, metadata, settings)
     state = output.progress  # label -> ClassProgress, updated as samples are kept

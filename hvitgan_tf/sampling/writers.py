@@ -56,7 +56,7 @@ import numpy as np
 
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.export.metadata import describe
+from hvitgan_tf.exported_model import describe
 from hvitgan_tf.fileio import (atomic_open, atomic_path, file_mode, lock_folder, read_json,
                                write_json)
 from hvitgan_tf.sampling.seeds import parse_sample_id

@@ -1,5 +1,4 @@
 """export_classifier round trip and the classifier: feature extractor on its output."""
-import json
 import os
 
 import keras
@@ -10,8 +9,8 @@ import tensorflow as tf
 from hvitgan_tf import imaging
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.evaluation.classifiers import build_classifier
-from hvitgan_tf.export.classifier import (classifier_feature_model, export_classifier,
-                                          read_classifier_metadata)
+from hvitgan_tf.export.classifier import classifier_feature_model, export_classifier
+from hvitgan_tf.exported_model import read_classifier_metadata
 from hvitgan_tf.metrics.feature_extractors import get_feature_extractor
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
@@ -48,8 +47,8 @@ def test_export_round_trip_gives_the_keras_probabilities(exported):
     metadata = read_classifier_metadata(path)
     assert metadata["class_names"] == ["normal", "tumour"]
     assert metadata["image_size"] == [32, 32] and metadata["feature_dim"] == 64
-    with open(os.path.join(path, "assets.extra", "class_names.json")) as handle:
-        assert json.load(handle) == ["normal", "tumour"]
+    with open(os.path.join(path, "assets.extra", "class_names.txt")) as handle:
+        assert handle.read() == "normal\ntumour\n"  # as a GAN export writes them
 
 
 def test_classifier_extractor_reads_the_features_signature(exported):
