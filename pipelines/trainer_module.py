@@ -7,8 +7,10 @@ TFX's Trainer only calls ``run_fn``; everything inside is this package's own cod
    layout ``hvitgan-tf sample`` writes: ``image/encoded``, ``image/class/label``, optional
    ``image/class/text``) become the data source ``tfrecord:<pattern>``
    (``hvitgan_tf.data.tfrecord`` reads ``.gz`` as GZIP);
-2. ``hvitgan_tf.training.runner.train`` trains in ``fn_args.model_run_dir`` (checkpoints,
-   TensorBoard logs, samples), with the strategy chosen as the CLI chooses it;
+2. ``hvitgan_tf.training.job.build_job`` decides the job from ``custom_config`` as
+   ``hvitgan-tf train`` does from its options (strategy, data, configs), and
+   ``hvitgan_tf.training.runner.train`` trains it in ``fn_args.model_run_dir`` (checkpoints,
+   TensorBoard logs, samples);
 3. ``hvitgan_tf.export.export_run`` writes the versioned SavedModel (``generate``,
    ``classify``, ``features``, ``metadata`` signatures and ``assets.extra/hvitgan.json``),
    which is moved to ``fn_args.serving_model_dir``; the Pusher copies it to
@@ -31,7 +33,8 @@ import tempfile
 
 from hvitgan_tf.errors import UserError
 
-#: ``custom_config`` keys and what they mean (TrainConfig fields unless noted).
+#: ``custom_config`` keys and what they mean: ``hvitgan_tf.training.job`` settings (the CLI's
+#: option names) but for ``model_name`` and ``verbose``.
 CONFIG_KEYS = {
     "preset": "model preset (tiny, small, pcam96); default small",
     "class_projection": "False for the plain-LayerNorm ablation",
@@ -47,12 +50,6 @@ CONFIG_KEYS = {
     "model_name": "name in the export metadata (default hvitgan)",
     "verbose": "Keras progress output: 0 none, 1 or 2 a line per epoch (default 2)",
 }
-_TRAIN_FIELDS = {"epochs": "epochs", "steps": "total_steps", "steps_per_epoch": "steps_per_epoch",
-                 "batch_size": "batch_size", "lr_g": "lr_g", "lr_d": "lr_d",
-                 "n_critic": "n_critic", "diffaug": "diffaug",
-                 "loss_weighting": "loss_weighting", "seed": "seed",
-                 "mixed_precision": "mixed_precision", "strategy": "strategy",
-                 "checkpoint_every": "checkpoint_every"}
 
 
 def _remote(path: str) -> bool:
@@ -83,36 +80,29 @@ def run_fn(fn_args):
     config = read_custom_config(getattr(fn_args, "custom_config", None))
     spec = data_spec(fn_args.train_files)
 
-    from hvitgan_tf.training.config import TrainConfig
-    from hvitgan_tf.training.strategy import select_strategy
-
-    fields = {field: config[key] for key, field in _TRAIN_FIELDS.items() if key in config}
-    if "total_steps" not in fields and getattr(fn_args, "train_steps", None):
-        fields["total_steps"] = int(fn_args.train_steps)
-    train_config = TrainConfig(**fields)
-    # The strategy before any other TensorFlow work: a multi-worker one cannot start later.
-    strategy = select_strategy(train_config.strategy)
-
-    from hvitgan_tf.data import open_source
     from hvitgan_tf.export import export_run
-    from hvitgan_tf.models.config import preset
+    from hvitgan_tf.training.job import build_job
     from hvitgan_tf.training.runner import train
 
-    source = open_source(spec, limit=config.get("limit"), fraction=config.get("fraction"),
-                         seed=train_config.seed)
-    model_config = preset(config.get("preset", "small"), num_classes=source.num_classes)
-    if config.get("class_projection") is False:
-        model_config = model_config.replace(class_projection=False)
-    data_info = {"spec": spec, "limit": config.get("limit"), "fraction": config.get("fraction"),
-                 "seed": train_config.seed}
-
+    # custom_config keys are the CLI's option names (settings of hvitgan_tf.training.job).
+    settings = {key: value for key, value in config.items()
+                if key not in ("model_name", "verbose")}
+    settings["data"] = spec
+    if "steps" not in settings and getattr(fn_args, "train_steps", None):
+        settings["steps"] = int(fn_args.train_steps)
     run_dir = str(fn_args.model_run_dir)
+    # Creates the strategy before any other TensorFlow work: a multi-worker one cannot start
+    # later.
+    job = build_job(run_dir, settings)
     serving_dir = str(fn_args.serving_model_dir)
     scratch = tempfile.mkdtemp(prefix="hvitgan-tfx-")
     try:
         local_run = os.path.join(scratch, "run") if _remote(run_dir) else run_dir
-        train(local_run, source, model_config, train_config, data_info=data_info,
-              strategy=strategy, verbose=int(config.get("verbose", 2)))
+        # The export goes to the Trainer's serving folder, not to an export base folder, so
+        # it is done here rather than by the run.
+        train(local_run, job.source, job.model_config, job.train_config,
+              data_info=job.data_info, strategy=job.strategy,
+              verbose=int(config.get("verbose", 2)))
         exported = export_run(local_run, export_dir=os.path.join(scratch, "export"),
                               name=config.get("model_name", "hvitgan"), version=1)
         if _remote(run_dir):

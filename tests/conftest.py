@@ -50,8 +50,8 @@ def tiny_run_dir(tmp_path_factory):
             config = TrainConfig(batch_size=4, n_critic=2, total_steps=4, seed=0,
                                  diffaug="color", checkpoint_every=0, samples_per_class=2,
                                  lr_g=1e-4, class_gradient_share=0.0, d_class_on_fakes=True)
-            train(str(run_dir), source, preset("tiny", source.num_classes), config,
-                  data_info={"spec": "demo", "limit": 64, "seed": 0}, verbose=0)
+            # run.json records the data selection the source was opened with.
+            train(str(run_dir), source, preset("tiny", source.num_classes), config, verbose=0)
         return str(run_dir)
 
 

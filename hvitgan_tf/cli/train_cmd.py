@@ -1,27 +1,15 @@
-"""``hvitgan-tf train``: parse and validate options, then call ``hvitgan_tf.training.runner``."""
+"""``hvitgan-tf train``: parse the options, then let ``hvitgan_tf.training.job`` decide the job
+(what ``--resume`` takes from the saved run) and ``hvitgan_tf.training.runner`` run it."""
 import os
 
 import click
 
 from hvitgan_tf.cli.runtime import TFCommand
-from hvitgan_tf.cli.options import data_options, feature_extractor_help, open_data_source
+from hvitgan_tf.cli.options import data_options, feature_extractor_help
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.training.config import (DEFAULT_DIFFAUG, LOSS_WEIGHTING_MODES, PAPER_DIFFAUG,
                                         STRATEGIES, TrainConfig)
-
-# CLI option -> TrainConfig field, for options whose saved value is reused by --resume.
-TRAIN_OPTIONS = {
-    "epochs": "epochs", "steps": "total_steps", "steps_per_epoch": "steps_per_epoch",
-    "batch_size": "batch_size", "lr_g": "lr_g", "lr_d": "lr_d", "n_critic": "n_critic",
-    "diffaug": "diffaug", "loss_weighting": "loss_weighting",
-    "weight_adversarial": "weight_adversarial", "mixed_precision": "mixed_precision",
-    "class_gradient_share": "class_gradient_share", "d_class_on_fakes": "d_class_on_fakes",
-    "g_class_gradient_share": "g_class_gradient_share", "critic_projection": "critic_projection",
-    "class_warmup": "class_warmup",
-    "jit": "jit", "seed": "seed", "strategy": "strategy",
-    "checkpoint_every": "checkpoint_every",
-}
-DATA_OPTIONS = ("data", "data_dir", "fraction", "limit", "skip_bad")
+from hvitgan_tf.training.job import DEFAULTS
 
 
 _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initial weights, "
@@ -30,7 +18,7 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
 
 @click.command(cls=TFCommand, context_settings={"show_default": True})
 @data_options(seed_help=_SEED_HELP)
-@click.option("--preset", default="small", metavar="NAME",
+@click.option("--preset", default=DEFAULTS["preset"], metavar="NAME",
               help="Model size: small (CPU demo, 32 px), pcam96 (the paper's, 96 px), tiny "
                    "(tests). 'hvitgan-tf model summary --preset NAME' describes one.")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), default="runs/demo",
@@ -45,12 +33,13 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
               help="Stop after this many iterations in total (overrides --epochs).")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
               help="Iterations per epoch (default: one pass over the training split).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16,
+@click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size,
               help="Images per critic step, summed over all devices (the paper used 12).")
 @click.option("--lr-g", type=click.FloatRange(min=0, min_open=True),
               default=TrainConfig.lr_g,
               help="Generator learning rate (Adam, betas 0 / 0.99). The paper's: 1e-4.")
-@click.option("--lr-d", type=click.FloatRange(min=0, min_open=True), default=1e-4,
+@click.option("--lr-d", type=click.FloatRange(min=0, min_open=True),
+              default=TrainConfig.lr_d,
               help="Discriminator learning rate.")
 @click.option("--n-critic", type=click.IntRange(min=1), default=TrainConfig.n_critic,
               help="Critic updates per generator update. The paper's: 4.")
@@ -91,34 +80,37 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
               help="Ablation: plain LayerNorm instead of conditional LN; the label enters only "
                    "at the input projection.")
 @click.option("--mixed-precision", is_flag=True, help="Train in mixed_bfloat16.")
-@click.option("--jit/--no-jit", default=False,
+@click.option("--jit/--no-jit", default=TrainConfig.jit,
               help="Compile the training step with XLA (one device only). Measured on a "
                    "2-core CPU (benchmarks/run.py): pcam96 iterations 1.23x faster but 2 GiB "
                    "more memory, small no faster, and a first step 1.5-3 min longer. Same "
                    "random numbers either way.")
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="auto",
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=TrainConfig.strategy,
               help="auto: several hosts from TF_CONFIG, a TPU, several GPUs, or one device.")
-@click.option("--checkpoint-every", type=click.IntRange(min=0), default=100,
+@click.option("--checkpoint-every", type=click.IntRange(min=0),
+              default=TrainConfig.checkpoint_every,
               help="Iterations between checkpoints inside an epoch (0: only at epoch ends).")
-@click.option("--fid-every", type=click.IntRange(min=0), default=0, metavar="N",
+@click.option("--fid-every", type=click.IntRange(min=0), default=DEFAULTS["fid_every"],
+              metavar="N",
               help="Every N epochs (and after the first and the last), score the EMA "
                    "generator by FID/KID against the validation split, log val_fid/val_kid "
                    "and keep the lowest-FID checkpoint as best.json, which the export uses. "
                    "0: off (the default, because the default inception extractor needs "
                    "ImageNet weights that cannot be downloaded here; see --fid-features).")
-@click.option("--fid-features", default="inception", metavar="EXTRACTOR",
+@click.option("--fid-features", default=DEFAULTS["fid_features"], metavar="EXTRACTOR",
               help=feature_extractor_help("FID features"))
-@click.option("--fid-samples", type=click.IntRange(min=2), default=1000, metavar="N",
+@click.option("--fid-samples", type=click.IntRange(min=2), default=DEFAULTS["fid_samples"],
+              metavar="N",
               help="Generated images per FID evaluation (fixed latents, labels in the "
                    "training class proportions, truncation 1).")
-@click.option("--export/--no-export", default=True,
+@click.option("--export/--no-export", default=DEFAULTS["export"],
               help="Export a TF Serving SavedModel at the end.")
-@click.option("--export-dir", type=click.Path(file_okay=False), default="saved_models",
+@click.option("--export-dir", type=click.Path(file_okay=False),
+              default=DEFAULTS["export_dir"],
               help="Base folder of exported models: EXPORT_DIR/NAME/VERSION/.")
-@click.option("--name", default="hvitgan", help="Model name under --export-dir.")
+@click.option("--name", default=DEFAULTS["name"], help="Model name under --export-dir.")
 @click.pass_context
-def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir, name,
-          fid_every, fid_features, fid_samples, **options):
+def train(ctx, run_dir, resume, **options):
     """Train the conditional transformer GAN (WGAN-GP critic + weighted auxiliary class
     losses) and export it.
 
@@ -132,79 +124,18 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
           --batch-size 12 --epochs 500 --out runs/pcam
       hvitgan-tf train --out runs/pcam --resume
     """
-    from hvitgan_tf.models.config import preset as model_preset
-    from hvitgan_tf.training.config import TrainConfig
+    from hvitgan_tf.training.job import build_job
 
-    explicit = {name for name in ctx.params
-                if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
-    saved_model = None
-    if resume:
-        saved_model, saved_train, saved_data = _saved_run(run_dir)
-        for option, field in TRAIN_OPTIONS.items():
-            if option not in explicit:
-                options[option] = getattr(saved_train, field)
-        for option in DATA_OPTIONS:
-            if option not in explicit and option in saved_data:
-                options[option] = saved_data[option]
-        if "preset" not in explicit:
-            preset = saved_model.preset
+    # Only the options given on the command line: --resume takes the others from the run.
+    given = {name: value for name, value in options.items()
+             if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+    if given.pop("no_class_projection", False):
+        given["class_projection"] = False
+    job = build_job(run_dir, given, resume=resume)
 
-    from hvitgan_tf.training.validation_fid import FIDSelection
-
-    fid_options = {"every": fid_every, "features": fid_features, "num_samples": fid_samples}
-    if resume:
-        # Options not given again keep the resumed run's FID selection (docs/method.md §9).
-        saved_fid = _saved_fid_selection(run_dir)
-        for option, field in (("fid_every", "every"), ("fid_features", "features"),
-                              ("fid_samples", "num_samples")):
-            if option not in explicit and field in saved_fid:
-                fid_options[field] = saved_fid[field]
-    fid_selection = FIDSelection(**fid_options)
-    if resume:
-        # --export/--no-export, --export-dir and --name not given again: as the run started.
-        saved_export = _saved_record(run_dir).get("export", {})
-        export = saved_export.get("export", export) if "export" not in explicit else export
-        if "export_dir" not in explicit:
-            export_dir = saved_export.get("export_dir", export_dir)
-        if "name" not in explicit:
-            name = saved_export.get("name", name)
-
-    train_config = TrainConfig(**{field: options[option]
-                                  for option, field in TRAIN_OPTIONS.items()})
-    data_info = {option: options[option] for option in DATA_OPTIONS}
-    data_info.update(spec=options["data"], seed=options["seed"])
-
-    from hvitgan_tf.training.strategy import select_strategy
-
-    # The strategy comes first: a multi-worker strategy must exist before any other
-    # TensorFlow work (opening some sources already runs tf.data).
-    strategy = select_strategy(train_config.strategy)
-    source = open_data_source(data=options["data"], data_dir=options["data_dir"],
-                              fraction=options["fraction"], limit=options["limit"],
-                              seed=options["seed"], skip_bad=options["skip_bad"])
-    model_config = model_preset(preset, num_classes=source.num_classes)
-    if no_class_projection:
-        model_config = model_config.replace(class_projection=False)
-    elif resume and "no_class_projection" not in explicit and saved_model is not None:
-        model_config = model_config.replace(
-            class_projection=saved_model.generator.class_projection)
-
-    from hvitgan_tf.training.runner import train as run_training
-
-    exporter = None
-    if export:
-        def exporter(folder):
-            from hvitgan_tf.export import export_run
-            return export_run(folder, export_dir=export_dir, name=name)
-
-    xla = train_config.jit and strategy[0].num_replicas_in_sync == 1
-    click.echo(_headline(source, model_config, run_dir, resume, xla))
+    click.echo(_headline(job.source, job.model_config, run_dir, resume, job.xla))
     try:
-        info = run_training(run_dir, source, model_config, train_config, resume=resume,
-                            data_info=data_info, export=exporter, strategy=strategy,
-                            fid_selection=fid_selection,
-                            export_options={"export": export, "export_dir": export_dir,
-                                            "name": name})
+        info = job.train()
     except KeyboardInterrupt:
         click.echo(_interrupted_message(run_dir), err=True)
         raise SystemExit(130) from None
@@ -215,7 +146,7 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
                    f"checkpoints, samples, logs and the export in {run_dir}")
         return
     click.echo(f"checkpoint:   {info.checkpoint}")
-    if fid_selection.enabled:
+    if job.fid_selection.enabled:
         _echo_best(run_dir)
     click.echo(f"samples:      {os.path.join(run_dir, 'samples')}/")
     click.echo(f"metrics:      {os.path.join(run_dir, 'metrics.csv')}  "
@@ -224,16 +155,6 @@ def train(ctx, run_dir, resume, preset, no_class_projection, export, export_dir,
         click.echo(f"exported:     {info.export_dir}")
         click.echo(f"next:         hvitgan-tf sample --model {os.path.dirname(info.export_dir)}"
                    f" --threshold 0.8 --per-class 100 --out synthetic")
-
-
-def _saved_run(run_dir):
-    from hvitgan_tf.training.runner import load_run
-
-    if not os.path.isdir(run_dir):
-        from hvitgan_tf.training.strategy import shared_storage_hint
-
-        raise UserError(f"--resume: {run_dir} does not exist." + shared_storage_hint())
-    return load_run(run_dir)
 
 
 def _echo_best(run_dir):
@@ -257,17 +178,6 @@ def _interrupted_message(run_dir):
         return f"Interrupted before the first checkpoint; nothing to resume in {run_dir}."
     return (f"Interrupted. Kept {last['path']} (iteration {last.get('iteration', '?')}); "
             f"continue with: hvitgan-tf train --out {run_dir} --resume")
-
-
-def _saved_record(run_dir):
-    from hvitgan_tf.fileio import read_json
-    from hvitgan_tf.training.runner import run_file
-
-    return read_json(run_file(run_dir))
-
-
-def _saved_fid_selection(run_dir):
-    return _saved_record(run_dir).get("fid_selection", {})
 
 
 def _headline(source, model_config, run_dir, resume, xla):

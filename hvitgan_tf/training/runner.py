@@ -1,4 +1,6 @@
-"""Running a training job in a run folder: configuration, resume, callbacks, fit or custom loop.
+"""Running a training job in a run folder: prepare (resume checks, ``run.json``, model,
+callbacks), run (fit or custom loop), finish (final checkpoint, export). What the job is —
+settings merged with a resumed run, configs, data — is decided in ``job.py``.
 
 A run folder holds everything needed to reproduce or continue the run::
 
@@ -141,16 +143,17 @@ def train(run_dir, source, model_config, train_config, **options):
 
 
 def _train(run_dir, source, model_config, train_config, *, resume=False, data_info=None,
-          verbose=1, strategy=None, export=None, extra_callbacks=(), fid_selection=None,
-          export_options=None):
-    """Train (or resume) a run. Returns a ``RunInfo``.
+           verbose=1, strategy=None, export=None, extra_callbacks=(), fid_selection=None,
+           export_options=None):
+    """Train (or resume) a run: prepare, run, finish. Returns a ``RunInfo``.
 
     Args:
         source: an ``hvitgan_tf.data`` source (train split used; its class names and counts
             fix ``num_classes`` and the fake-label prior).
         model_config: must have ``num_classes == source.num_classes``.
         resume: continue from ``RUN_DIR/checkpoints/last.json``.
-        data_info: what to record about the data selection (spec, fraction, limit, seed).
+        data_info: what to record about the data selection (spec, fraction, limit, seed);
+            by default the source's own.
         strategy: ``(tf.distribute.Strategy, kind)`` from ``select_strategy``; chosen from
             ``train_config.strategy`` when omitted. Multi-worker strategies must be created
             before any other TensorFlow work, so callers that read data first pass it in.
@@ -161,24 +164,82 @@ def _train(run_dir, source, model_config, train_config, *, resume=False, data_in
         export_options: what to record about the export (the CLI's ``--export``,
             ``--export-dir``, ``--name``), so that ``--resume`` exports as the run started.
     """
+    run = _prepare(run_dir, source, model_config, train_config, resume=resume,
+                   data_info=data_info, verbose=verbose, strategy=strategy,
+                   fid_selection=fid_selection, export_options=export_options)
+    run.callbacks += list(extra_callbacks)
+    if verbose:
+        run.callbacks.append(cb.CompactProgbar())
+    seconds = _run(run, verbose)
+    return _finish(run, seconds, export)
+
+
+@dataclasses.dataclass
+class _Run:
+    """A prepared run: what running and finishing share."""
+
+    run_dir: str
+    train_config: TrainConfig
+    strategy: object  # tf.distribute.Strategy
+    kind: str  # select_strategy's name for it
+    chief: bool
+    model: HViTGAN
+    stream_from: object  # iteration -> the training stream from that iteration on
+    counter: cb.IterationCounter
+    guard: cb.DivergenceGuard
+    callbacks: list
+    start_iteration: int
+    total: int  # iterations of the whole run
+    per_epoch: int
+    epochs: int
+
+
+def _data_record(source, model_config, data_info):
+    """What ``run.json`` records of the data: the selection plus the source's classes."""
     if model_config.num_classes != source.num_classes:
         raise UserError(f"the model has {model_config.num_classes} classes but "
                         f"{source.spec!r} has {source.num_classes}")
-    data_info = dict(data_info or {"spec": source.spec})
+    if not data_info:  # the selection the source was opened with
+        data_info = {"spec": source.spec, **{key: getattr(source, key, None)
+                                             for key in ("fraction", "limit", "seed")}}
+    data_info = dict(data_info)
     data_info.update(class_names=list(source.class_names),
                      class_counts=[int(c) for c in source.class_counts("train")],
                      num_train=int(source.num_examples("train")))
+    return data_info
 
-    start = None
-    if resume:
-        check_resume(run_dir, model_config, train_config, data_info)
-        start = checkpoints.read_record(run_dir, "last")
-        if start is None:
-            raise UserError(f"--resume: {run_dir} has no checkpoint to resume from."
-                            + shared_storage_hint())
-    elif os.path.exists(checkpoints.folder(run_dir)) and os.listdir(checkpoints.folder(run_dir)):
-        raise UserError(f"{run_dir} already holds a training run; pass --resume to continue "
-                        f"it or choose another --out folder")
+
+def _starting_point(run_dir, model_config, train_config, data_info, resume):
+    """``last.json``'s record to resume from, or None for a new run (refusing a folder that
+    already holds one)."""
+    if not resume:
+        if os.path.exists(checkpoints.folder(run_dir)) and os.listdir(
+                checkpoints.folder(run_dir)):
+            raise UserError(f"{run_dir} already holds a training run; pass --resume to "
+                            f"continue it or choose another --out folder")
+        return None
+    check_resume(run_dir, model_config, train_config, data_info)
+    start = checkpoints.read_record(run_dir, "last")
+    if start is None:
+        raise UserError(f"--resume: {run_dir} has no checkpoint to resume from."
+                        + shared_storage_hint())
+    return start
+
+
+def _schedule(train_config, num_train):
+    """``(iterations per epoch, total iterations, epochs)``."""
+    per_epoch = train_config.steps_per_epoch or steps_per_epoch(
+        num_train, train_config.batch_size, train_config.n_critic)
+    total = train_config.total_steps or per_epoch * train_config.epochs
+    return per_epoch, total, math.ceil(total / per_epoch)
+
+
+def _prepare(run_dir, source, model_config, train_config, *, resume, data_info, verbose,
+             strategy, fid_selection, export_options) -> _Run:
+    """Check the start, lock the folder, write ``run.json``, build (and restore) the model and
+    the callbacks."""
+    data_info = _data_record(source, model_config, data_info)
+    start = _starting_point(run_dir, model_config, train_config, data_info, resume)
 
     if train_config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -203,17 +264,13 @@ def _train(run_dir, source, model_config, train_config, *, resume=False, data_in
         os.makedirs(run_dir, exist_ok=True)
         write_json(run_file(run_dir), record)
 
-    num_train = data_info["num_train"]
-    per_epoch = train_config.steps_per_epoch or steps_per_epoch(
-        num_train, train_config.batch_size, train_config.n_critic)
-    total = train_config.total_steps or per_epoch * train_config.epochs
-    epochs = math.ceil(total / per_epoch)
+    per_epoch, total, epochs = _schedule(train_config, data_info["num_train"])
     if start is not None:
         start = _intact_start(run_dir, start)
     start_iteration = int(start["iteration"]) if start else 0
     if verbose and start:
-        print(f"resuming from iteration {start_iteration} (epoch {start_iteration // per_epoch + 1},"
-              f" {start['weights']}) of {total}")
+        print(f"resuming from iteration {start_iteration} (epoch "
+              f"{start_iteration // per_epoch + 1}, {start['weights']}) of {total}")
     if start_iteration >= total:
         print(f"{run_dir} already trained {start_iteration} of {total} iterations; nothing to do.")
 
@@ -237,41 +294,58 @@ def _train(run_dir, source, model_config, train_config, *, resume=False, data_in
 
     counter = cb.IterationCounter(start_iteration)
     guard = cb.DivergenceGuard(counter)
-    callbacks = [counter, guard, cb.StopAtIteration(counter, total)]
-    log_dir = os.path.join(run_dir, "logs")
+    run = _Run(run_dir=run_dir, train_config=train_config, strategy=strategy, kind=kind,
+               chief=chief, model=model, stream_from=stream_from, counter=counter, guard=guard,
+               callbacks=[counter, guard, cb.StopAtIteration(counter, total)],
+               start_iteration=start_iteration, total=total, per_epoch=per_epoch,
+               epochs=epochs)
     if chief:
-        callbacks.append(cb.CheckpointSaver(run_dir, counter, guard,
-                                            every=train_config.checkpoint_every,
-                                            steps_per_epoch=per_epoch))
-        if fid_selection is not None and fid_selection.enabled:
-            # After the saver (it reuses the epoch-end checkpoint), before the CSV and
-            # TensorBoard loggers (they record its val_fid / val_kid).
-            callbacks.append(validation_fid_callback(
-                run_dir, source, fid_selection, model_config, data_info, counter, guard,
-                per_epoch, verbose=verbose))
-        callbacks += [
-            keras.callbacks.CSVLogger(os.path.join(run_dir, "metrics.csv"), append=resume),
-            keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
-            cb.SampleGrid(run_dir, source.class_names, train_config.samples_per_class,
-                          model_config.latent_dim, guard, log_dir=log_dir),
-        ]
-    callbacks += list(extra_callbacks)
-    if verbose:
-        callbacks.append(cb.CompactProgbar())
+        run.callbacks += _chief_callbacks(run, source, model_config, data_info, fid_selection,
+                                          resume, verbose)
+    return run
 
+
+def _chief_callbacks(run, source, model_config, data_info, fid_selection, resume, verbose):
+    """What only the chief writes: checkpoints, validation FID, CSV, TensorBoard, samples."""
+    run_dir, train_config = run.run_dir, run.train_config
+    callbacks = [cb.CheckpointSaver(run_dir, run.counter, run.guard,
+                                    every=train_config.checkpoint_every,
+                                    steps_per_epoch=run.per_epoch)]
+    if fid_selection is not None and fid_selection.enabled:
+        # After the saver (it reuses the epoch-end checkpoint), before the CSV and
+        # TensorBoard loggers (they record its val_fid / val_kid).
+        callbacks.append(validation_fid_callback(
+            run_dir, source, fid_selection, model_config, data_info, run.counter, run.guard,
+            run.per_epoch, verbose=verbose))
+    log_dir = os.path.join(run_dir, "logs")
+    return callbacks + [
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "metrics.csv"), append=resume),
+        keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
+        cb.SampleGrid(run_dir, source.class_names, train_config.samples_per_class,
+                      model_config.latent_dim, run.guard, log_dir=log_dir),
+    ]
+
+
+def _run(run: _Run, verbose) -> float:
+    """Train from the start iteration to the end (or a stop); returns the seconds it took."""
     began = time.time()
-    if start_iteration < total:
-        if kind == "multi_worker":
-            _custom_loop(model, strategy, stream_from(start_iteration), callbacks,
-                         start_iteration, total, per_epoch, epochs, verbose)
+    if run.start_iteration < run.total:
+        if run.kind == "multi_worker":
+            _custom_loop(run.model, run.strategy, run.stream_from(run.start_iteration),
+                         run.callbacks, run.start_iteration, run.total, run.per_epoch,
+                         run.epochs, verbose)
         else:
-            _fit(model, stream_from, callbacks, start_iteration, total, per_epoch, epochs,
-                 verbose)
-    seconds = time.time() - began
-    done = counter.iteration - start_iteration
+            _fit(run.model, run.stream_from, run.callbacks, run.start_iteration, run.total,
+                 run.per_epoch, run.epochs, verbose)
+    return time.time() - began
 
-    if guard.stopped:
-        iteration, key, value = guard.stopped
+
+def _finish(run: _Run, seconds, export) -> RunInfo:
+    """Refuse a diverged run, save the final state, export, and let the workers leave
+    together."""
+    run_dir, counter, train_config = run.run_dir, run.counter, run.train_config
+    if run.guard.stopped:
+        iteration, key, value = run.guard.stopped
         last = checkpoints.read_record(run_dir, "last")
         kept = (f"the last good checkpoint is {last['path']} (iteration {last['iteration']})"
                 if last else "no checkpoint had been written yet")
@@ -279,25 +353,26 @@ def _train(run_dir, source, model_config, train_config, *, resume=False, data_in
             f"training stopped at iteration {iteration}: {key} became {value}; {kept}. "
             f"Lower --lr-g/--lr-d or check the data for NaN/Inf values."
         )
-    if chief:
+    if run.chief:
         last = checkpoints.read_record(run_dir, "last")
         if last is None or last["iteration"] != counter.iteration:
-            checkpoints.save(model, run_dir, counter.iteration,
-                             epoch=counter.iteration // per_epoch)
+            checkpoints.save(run.model, run_dir, counter.iteration,
+                             epoch=counter.iteration // run.per_epoch)
+    done = counter.iteration - run.start_iteration
     info = RunInfo(
         run_dir=run_dir, iterations=counter.iteration,
-        epochs_done=counter.iteration // per_epoch,
-        checkpoint=checkpoints.read_record(run_dir, "last")["path"] if chief else None,
+        epochs_done=counter.iteration // run.per_epoch,
+        checkpoint=checkpoints.read_record(run_dir, "last")["path"] if run.chief else None,
         seconds=seconds,
         images_per_second=(done * train_config.batch_size * (train_config.n_critic + 1)
                            / seconds if done and seconds > 0 else 0.0),
     )
-    if export is not None and chief:
+    if export is not None and run.chief:
         info.export_dir = export(run_dir)
-    if kind == "multi_worker":
+    if run.kind == "multi_worker":
         # Workers leave together: one that exits while the chief still saves or exports makes
         # the chief's coordination service report the lost worker as an error.
-        _barrier(strategy)
+        _barrier(run.strategy)
     return info
 
 

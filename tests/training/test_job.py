@@ -1,0 +1,60 @@
+"""``training.job``: a setting is the one given, else (on resume) the saved run's, else the
+default; and the CLI's option defaults are the job's."""
+import pytest
+
+from hvitgan_tf.errors import UserError
+from hvitgan_tf.fileio import write_json
+from hvitgan_tf.models.config import preset
+from hvitgan_tf.training.config import TrainConfig
+from hvitgan_tf.training.job import DEFAULTS, job_settings
+from hvitgan_tf.training.runner import run_file
+
+
+def saved_run(folder):
+    write_json(run_file(str(folder)), {
+        "model": preset("tiny", num_classes=2).replace(class_projection=False).to_dict(),
+        "train": TrainConfig(batch_size=4, lr_g=1e-4, class_warmup=7).to_dict(),
+        "data": {"data": "glyphs", "limit": 40, "skip_bad": True, "spec": "glyphs", "seed": 0,
+                 "class_names": ["a", "b"]},
+        "fid_selection": {"every": 2, "features": "classifier:elsewhere", "num_samples": 50},
+        "export": {"export": False, "export_dir": "elsewhere", "name": "other"},
+    })
+    return str(folder)
+
+
+def test_resume_takes_what_is_not_given_from_the_saved_run(tmp_path):
+    run = saved_run(tmp_path)
+    settings = job_settings(run, {"batch_size": 8, "name": "given"}, resume=True)
+    assert settings["batch_size"] == 8 and settings["name"] == "given"  # given wins
+    assert (settings["lr_g"], settings["class_warmup"]) == (1e-4, 7)
+    assert (settings["data"], settings["limit"], settings["skip_bad"]) == ("glyphs", 40, True)
+    assert (settings["preset"], settings["class_projection"]) == ("tiny", False)
+    assert (settings["fid_every"], settings["fid_features"], settings["fid_samples"]) == (
+        2, "classifier:elsewhere", 50)
+    assert (settings["export"], settings["export_dir"]) == (False, "elsewhere")
+    # Without --resume the saved run is not read: the defaults fill in.
+    assert job_settings(run, {"batch_size": 8}) == {**DEFAULTS, "batch_size": 8}
+
+
+def test_settings_that_cannot_be_honoured_are_refused(tmp_path):
+    with pytest.raises(UserError, match="--resume: .*missing does not exist"):
+        job_settings(str(tmp_path / "missing"), resume=True)
+    with pytest.raises(UserError, match="not an hvitgan-tf run folder"):
+        job_settings(str(tmp_path), resume=True)
+    with pytest.raises(UserError, match="unknown training setting.*epoch"):
+        job_settings(str(tmp_path), {"epoch": 3})
+
+
+def test_the_train_command_shows_the_job_defaults():
+    """The command passes on only the options given, so a default it shows that is not the
+    job's would be a lie in --help."""
+    import click
+
+    from hvitgan_tf.cli.train_cmd import train
+
+    context = click.Context(train)
+    shown = {param.name: param.get_default(context) for param in train.params
+             if param.name not in ("run_dir", "resume")}
+    assert shown.pop("no_class_projection") is False and DEFAULTS["class_projection"] is None
+    assert shown == {name: DEFAULTS[name] for name in shown}
+    assert set(shown) | {"class_projection"} == set(DEFAULTS)
