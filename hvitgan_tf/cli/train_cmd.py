@@ -124,6 +124,7 @@ def train(ctx, run_dir, resume, **options):
           --batch-size 12 --epochs 500 --out runs/pcam
       hvitgan-tf train --out runs/pcam --resume
     """
+    from hvitgan_tf.export import export_run
     from hvitgan_tf.training.job import build_job
 
     # Only the options given on the command line: --resume takes the others from the run.
@@ -135,7 +136,7 @@ def train(ctx, run_dir, resume, **options):
 
     click.echo(_headline(job.source, job.model_config, run_dir, resume, job.xla))
     try:
-        info = job.train()
+        info = job.train(export_run=export_run)
     except KeyboardInterrupt:
         click.echo(_interrupted_message(run_dir), err=True)
         raise SystemExit(130) from None

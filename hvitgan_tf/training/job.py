@@ -6,7 +6,7 @@ CLI's options (``batch_size``, ``steps``, ``data``, ``limit``, ``fid_every``, ``
 ``runner.train`` needs::
 
     job = build_job("runs/pcam", {"steps": 5000}, resume=True)
-    info = job.train()
+    info = job.train(export_run=hvitgan_tf.export.export_run)
 
 Each setting not given is, on ``resume``, the one the run in ``run_dir`` was started with
 (``run.json``: its training config, data selection, FID selection and export choice), else its
@@ -115,27 +115,25 @@ class TrainingJob:
         """Whether the step is compiled with XLA (never under a multi-device strategy)."""
         return self.train_config.jit and self.strategy[0].num_replicas_in_sync == 1
 
-    def exporter(self):
-        """``export(run_dir) -> version folder`` as the settings ask, or None (``--no-export``)."""
-        if not self.settings["export"]:
+    def exporter(self, export_run):
+        """``export(run_dir) -> version folder`` as the settings ask, or None (``--no-export``).
+        ``export_run`` is ``hvitgan_tf.export.export_run``, handed in by the caller: export
+        stands above training (it loads the trained networks), so training does not import it.
+        """
+        if not self.settings["export"] or export_run is None:
             return None
         export_dir, name = self.settings["export_dir"], self.settings["name"]
+        return lambda folder: export_run(folder, export_dir=export_dir, name=name)
 
-        def export(folder):
-            from hvitgan_tf.export import export_run
-
-            return export_run(folder, export_dir=export_dir, name=name)
-
-        return export
-
-    def train(self, **options):
-        """``runner.train`` of this job; ``options`` (``verbose``, ``extra_callbacks``) pass on.
-        Returns its ``RunInfo``."""
+    def train(self, export_run=None, **options):
+        """``runner.train`` of this job, exporting at the end with ``export_run`` (see
+        ``exporter``) when the settings ask for it; ``options`` (``verbose``,
+        ``extra_callbacks``) pass on. Returns its ``RunInfo``."""
         from hvitgan_tf.training.runner import train
 
         return train(self.run_dir, self.source, self.model_config, self.train_config,
                      resume=self.resume, data_info=self.data_info, strategy=self.strategy,
-                     export=self.exporter(), fid_selection=self.fid_selection,
+                     export=self.exporter(export_run), fid_selection=self.fid_selection,
                      export_options=self.export_options, **options)
 
 
