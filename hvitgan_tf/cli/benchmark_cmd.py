@@ -12,9 +12,8 @@ import click
 from hvitgan_tf.cli.options import data_options, open_data_source
 from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.errors import UserError
-
-DEFAULT_MODELS = "resnet34,resnet50_cbam,densenet169,hvitgan_head"
-ABLATION_NAMES = ("no-sa", "no-cp", "no-cp-no-sa")
+from hvitgan_tf.evaluation.benchmark_arms import (ABLATIONS, DEFAULT_MODELS, ClassifierOptions,
+                                                  Recipe, check_models, plan_arms)
 
 
 def _names(text):
@@ -27,7 +26,7 @@ _SEED_HELP = ("Seed of the --fraction/--limit draw, of the synthetic images and 
 
 @click.command(cls=TFCommand, context_settings={"show_default": True})
 @data_options(seed_help=_SEED_HELP)
-@click.option("--models", default=DEFAULT_MODELS, metavar="NAMES",
+@click.option("--models", default=",".join(DEFAULT_MODELS), metavar="NAMES",
               help="Comma-separated classifiers: resnet34, resnet50_cbam, densenet169, "
                    "hvitgan_head (the GAN discriminator's class head, see --gan-run).")
 @click.option("--synthetic", default=None, type=click.Path(file_okay=False),
@@ -58,18 +57,20 @@ _SEED_HELP = ("Seed of the --fraction/--limit draw, of the synthetic images and 
               help="Which checkpoint of --gan-run.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5,
               help="Seeds per row (seed, seed+1, ...); the table shows mean ± std.")
-@click.option("--epochs", type=click.IntRange(min=1), default=10,
+@click.option("--epochs", type=click.IntRange(min=1), default=Recipe.epochs,
               help="Passes over each training set.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Training batch.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+@click.option("--batch-size", type=click.IntRange(min=1), default=Recipe.batch_size,
+              help="Training batch.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=Recipe.learning_rate,
               help="Adam learning rate (the same for every model).")
-@click.option("--augment/--no-augment", default=True,
+@click.option("--augment/--no-augment", default=Recipe.augment,
               help="Random rot90 + flip of training images (the same for every model).")
 @click.option("--image-size", type=click.IntRange(min=8), default=None,
               help="Train and test at this size (default: the GAN's size, else the "
                    "synthetic images', else the data's native size). Real and synthetic "
                    "images are both resized by the data pipeline's rule.")
-@click.option("--width-multiplier", type=click.FloatRange(min=0, min_open=True), default=1.0,
+@click.option("--width-multiplier", type=click.FloatRange(min=0, min_open=True),
+              default=ClassifierOptions.width_multiplier,
               help="Scale the ResNets' widths (e.g. 0.25 for CPU runs).")
 @click.option("--small-input", is_flag=True,
               help="ResNets: CIFAR-style stem (3x3 stride 1, no max-pool) for small patches.")
@@ -98,22 +99,19 @@ def benchmark(data, data_dir, fraction, limit, seed, skip_bad, models, synthetic
     from hvitgan_tf.evaluation import benchmark as bench
 
     model_names = _names(models)
-    ablation_names = list(ABLATION_NAMES) if _names(ablations) == ["all"] else _names(ablations)
-    recipe = bench.Recipe(epochs=epochs, batch_size=batch_size, learning_rate=lr,
-                          augment=augment)
-    options = bench.ClassifierOptions(width_multiplier=width_multiplier,
-                                      small_input=small_input, pretrained=pretrained,
-                                      weights_path=weights_path)
-    bench.check_models(model_names, options)
+    ablation_names = list(ABLATIONS) if _names(ablations) == ["all"] else _names(ablations)
+    recipe = Recipe(epochs=epochs, batch_size=batch_size, learning_rate=lr, augment=augment)
+    options = ClassifierOptions(width_multiplier=width_multiplier, small_input=small_input,
+                                pretrained=pretrained, weights_path=weights_path)
+    check_models(model_names, options)
 
     source = open_data_source(data=data, data_dir=data_dir, fraction=fraction, limit=limit,
                               seed=seed, skip_bad=skip_bad)
     n_train = source.num_examples("train")
     per_class = synthetic_per_class or max(1, round(n_train / source.num_classes))
-    arms = bench.plan_arms(out_dir, synthetic_dir=synthetic, model_dir=model,
-                           model_no_cp=model_no_cp, threshold=threshold,
-                           truncation=truncation, per_class=per_class, seed=seed,
-                           ablations=ablation_names)
+    arms = plan_arms(out_dir, synthetic_dir=synthetic, model_dir=model,
+                     model_no_cp=model_no_cp, threshold=threshold, truncation=truncation,
+                     per_class=per_class, seed=seed, ablations=ablation_names)
 
     gan_head = None
     export_metadata = {}

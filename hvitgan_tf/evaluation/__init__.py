@@ -10,13 +10,17 @@ Image quality (the metrics themselves are ``hvitgan_tf.metrics``, a layer below 
 
 Augmentation benchmark
     ``classification_metrics`` accuracy, ROC AUC, sensitivity, specificity, mean ± std (numpy).
-    ``reports``               Markdown table, CSV, ROC and bar plots (atomic writes).
+    ``reports``               Markdown table, CSV, ROC and bar plots (atomic writes), and
+                              ``write_reports``: all of them into a benchmark's folder.
     ``classifier_layers``     (TF) CBAM and residual blocks.
     ``classifiers``           (TF) ``build_classifier("resnet34" | "resnet50_cbam" |
                               "densenet169", ...)``.
     ``gan_head``              (TF) ``hvitgan_head``: the GAN discriminator's class head as a
                               classifier (registers itself on import).
-    ``benchmark``             (TF) ``hvitgan-tf benchmark``: arms, runs, reports.
+    ``benchmark_arms``        the models, arms ("real", "+ Aug (CP+SA)", ...) and recipe
+                              compared, with their defaults (no TF).
+    ``benchmark_data``        (TF on use) the synthetic sets and each run's training batches.
+    ``benchmark``             (TF) ``hvitgan-tf benchmark``: one run, and the loop over all.
 
 The benchmark classifiers are exported by ``hvitgan_tf.export.classifier``.
 """

@@ -1,4 +1,5 @@
-"""Benchmark reports: a Markdown table, CSV files, ROC curves and a grouped bar chart.
+"""Benchmark reports: a Markdown table, CSV files, ROC curves and a grouped bar chart, and
+``write_reports``, which writes them all into a benchmark's output folder.
 
 ``results`` throughout is ``{model name: {metric: MeanStd}}`` as produced by
 ``classification_metrics.summarize_repeats`` (insertion order = row order). The Markdown table
@@ -16,12 +17,12 @@ from __future__ import annotations
 import csv
 import io
 import os
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from hvitgan_tf.evaluation.classification_metrics import MeanStd
-from hvitgan_tf.fileio import atomic_open, atomic_path
+from hvitgan_tf.fileio import atomic_open, atomic_path, write_json
 
 BENCHMARK_METRICS = ("accuracy", "auc", "sensitivity", "specificity")
 #: Column headings; metrics not listed are shown under their own name.
@@ -52,18 +53,6 @@ def markdown_table(results: Results, metrics: Sequence[str] = BENCHMARK_METRICS,
         # A pipe in a model name would split the cell.
         lines.append(f"| {str(model).replace('|', '/')} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def write_markdown_table(results: Results, path: PathLike,
-                         metrics: Sequence[str] = BENCHMARK_METRICS, digits: int = 3,
-                         title: Optional[str] = None) -> str:
-    """Write ``markdown_table`` (under an optional ``# title``) to ``path``."""
-    text = markdown_table(results, metrics, digits)
-    if title:
-        text = f"# {title}\n\n{text}"
-    with atomic_open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    return os.fspath(path)
 
 
 def write_results_csv(results: Results, path: PathLike,
@@ -210,3 +199,98 @@ def results_from_runs(runs: Mapping[str, Sequence[Mapping[str, float]]]
     from hvitgan_tf.evaluation.classification_metrics import summarize_repeats
 
     return {model: summarize_repeats(model_runs) for model, model_runs in runs.items()}
+
+
+# -- the benchmark's output folder --------------------------------------------------------
+
+def write_reports(out_dir: str, results, rows: Dict[str, List[dict]], summary: dict,
+                  binary: bool = True) -> Dict[str, str]:
+    """results.md / .csv / .json, runs.csv, roc.png, bars.png: the output folder that
+    ``hvitgan_tf.evaluation.benchmark``'s docstring describes."""
+    files = {}
+    files["markdown"] = os.path.join(out_dir, "results.md")
+    with atomic_open(files["markdown"], "w", encoding="utf-8") as handle:
+        handle.write(results_markdown(results, summary))
+    files["csv"] = write_results_csv(results, os.path.join(out_dir, "results.csv"))
+    files["runs_csv"] = write_runs_csv(
+        {title: [r["metrics"] for r in records] for title, records in rows.items()},
+        os.path.join(out_dir, "runs.csv"))
+    if binary:
+        from hvitgan_tf.evaluation.classification_metrics import roc_curve
+
+        curves = {}
+        for title, records in rows.items():
+            per_run = []
+            for record in records:
+                with np.load(os.path.join(out_dir, "runs", record["run_id"] + ".npz")) as data:
+                    fpr, tpr, _ = roc_curve(data["labels"], data["probabilities"][:, 1])
+                per_run.append((fpr, tpr))
+            grid, mean, std = average_roc_curve(per_run)
+            curves[title] = (grid, mean, std, results[title]["auc"].mean)
+        files["roc"] = plot_roc_curves(curves, os.path.join(out_dir, "roc.png"),
+                                       title="Test ROC, mean over repeats "
+                                             "(positive class: label 1)")
+    files["bars"] = plot_metric_bars(
+        results, os.path.join(out_dir, "bars.png"),
+        title="Augmentation benchmark (mean ± std over repeats)")
+    files["json"] = os.path.join(out_dir, "results.json")
+    write_json(files["json"], {**summary, "files": files})
+    return files
+
+
+def results_markdown(results, summary: dict) -> str:
+    """docs/method.md §9's table under a short description of how it was measured."""
+    config = summary["config"]
+    recipe = config["recipe"]
+    data = config["data"]
+    subset = ""
+    if data.get("limit"):
+        subset = f", training subset --limit {data['limit']} (seed {data.get('seed', 0)})"
+    elif data.get("fraction"):
+        subset = f", training subset --fraction {data['fraction']} (seed {data.get('seed', 0)})"
+    lines = [
+        "# Augmentation benchmark",
+        "",
+        markdown_table(results).rstrip("\n"),
+        "",
+        f"Mean ± sample std over {config['repeats']} repeat(s) (seeds {config['seed']}.."
+        f"{config['seed'] + config['repeats'] - 1}); test split of `{data.get('spec')}` "
+        f"({sum(config['test_class_counts'])} patches), positive class "
+        f"`{config['class_names'][1] if len(config['class_names']) == 2 else 'n/a'}` "
+        f"(label 1).",
+        "",
+        f"- Training data: {config['num_train_real']} real patches{subset}.",
+    ]
+    for arm in config["arms"]:
+        if arm["synthetic_dir"] is None:
+            continue
+        counts = summary["synthetic"].get(arm["key"], {}).get("images_per_class", {})
+        how = ""
+        if arm["plan"]:
+            plan = arm["plan"]
+            how = (f", generated by `{plan['model_dir']}` with threshold {plan['threshold']:g}"
+                   f", truncation {plan['truncation']:g}")
+        lines.append(f"- {arm['title']}: + {sum(counts.values())} synthetic patches "
+                     f"({', '.join(f'{k} {v}' for k, v in counts.items())}){how}.")
+    options = config["classifier_options"]
+    lines += [
+        f"- Images at {config['image_size']} px; Adam (lr {recipe['learning_rate']:g}), batch "
+        f"{recipe['batch_size']}, {recipe['epochs']} epoch(s), "
+        + ("random rot90/flip augmentation" if recipe["augment"] else "no augmentation")
+        + "; the same recipe for every model.",
+        f"- ResNet width multiplier {options['width_multiplier']:g}"
+        + (", small-input stem" if options["small_input"] else "")
+        + ("; DenseNet169 from ImageNet weights" if options["pretrained"] else "")
+        + _head_text(config) + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _head_text(config: dict) -> str:
+    if "hvitgan_head" not in config["models"]:
+        return ""
+    if config.get("gan_head_pretrained"):
+        return (f"; own class head: the GAN's discriminator from {config['gan_head']}, "
+                "fine-tuned")
+    return f"; own class head: the GAN's discriminator architecture ({config['gan_head']})"

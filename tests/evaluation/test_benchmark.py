@@ -7,7 +7,9 @@ import tensorflow as tf
 from hvitgan_tf import imaging
 from hvitgan_tf.data import open_source
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.evaluation import benchmark as bench
+from hvitgan_tf.evaluation import benchmark_arms as bench_arms
+from hvitgan_tf.evaluation import benchmark_data as bench_data
+from hvitgan_tf.evaluation import reports
 from hvitgan_tf.evaluation.classification_metrics import mean_std
 
 
@@ -20,8 +22,8 @@ def test_dihedral_augment_draws_each_of_the_eight_symmetries_per_image():
     images = np.random.default_rng(0).uniform(-1, 1, (64, 5, 5, 3)).astype(np.float32)
     seen = set()
     for key in range(4):
-        out = bench.dihedral_augment(tf.constant(images), tf.constant([key, 7], tf.int64))
-        again = bench.dihedral_augment(tf.constant(images), tf.constant([key, 7], tf.int64))
+        out = bench_data.dihedral_augment(tf.constant(images), tf.constant([key, 7], tf.int64))
+        again = bench_data.dihedral_augment(tf.constant(images), tf.constant([key, 7], tf.int64))
         np.testing.assert_array_equal(out, again)  # keyed by the seed alone
         for image, result in zip(images, out.numpy()):
             matches = [i for i, v in enumerate(dihedral_variants(image))
@@ -32,42 +34,43 @@ def test_dihedral_augment_draws_each_of_the_eight_symmetries_per_image():
 
 
 def test_row_titles_follow_the_papers_notation():
-    assert bench.row_title("resnet34", bench.REAL) == "ResNet34"
-    arm = bench.Arm("cp_sa", bench.aug_title(True, True), "/x")
-    assert bench.row_title("hvitgan_head", arm) == "own class head + Aug (CP+SA)"
-    assert bench.aug_title(False, True) == "+ Aug (SA, no CP)"
-    assert bench.aug_title(True, False) == "+ Aug (CP, no SA)"
-    assert bench.aug_title(False, False) == "+ Aug (no CP, no SA)"
+    assert bench_arms.row_title("resnet34", bench_arms.REAL) == "ResNet34"
+    arm = bench_arms.Arm("cp_sa", bench_arms.aug_title(True, True), "/x")
+    assert bench_arms.row_title("hvitgan_head", arm) == "own class head + Aug (CP+SA)"
+    assert bench_arms.aug_title(False, True) == "+ Aug (SA, no CP)"
+    assert bench_arms.aug_title(True, False) == "+ Aug (CP, no SA)"
+    assert bench_arms.aug_title(False, False) == "+ Aug (no CP, no SA)"
 
 
 def test_arms_and_their_option_errors(tmp_path, tiny_saved_model):
     base, version = tiny_saved_model
-    assert bench.plan_arms(str(tmp_path)) == [bench.REAL]
-    arms = bench.plan_arms(str(tmp_path), model_dir=base, per_class=5, threshold=0.6,
-                           ablations=["no-sa"])
+    assert bench_arms.plan_arms(str(tmp_path)) == [bench_arms.REAL]
+    arms = bench_arms.plan_arms(str(tmp_path), model_dir=base, per_class=5, threshold=0.6,
+                                ablations=["no-sa"])
     assert [a.key for a in arms] == ["real", "cp_sa", "cp"]
     assert [a.plan.threshold for a in arms[1:]] == [0.6, 0.0]
     assert arms[1].plan.model_dir == version
     assert arms[2].synthetic_dir == str(tmp_path / "synthetic" / "cp")
     with pytest.raises(UserError, match="not both"):
-        bench.plan_arms(str(tmp_path), model_dir=base, synthetic_dir=str(tmp_path))
+        bench_arms.plan_arms(str(tmp_path), model_dir=base, synthetic_dir=str(tmp_path))
     with pytest.raises(UserError, match="--model-no-cp"):
-        bench.plan_arms(str(tmp_path), model_dir=base, per_class=5, ablations=["no-cp"])
+        bench_arms.plan_arms(str(tmp_path), model_dir=base, per_class=5, ablations=["no-cp"])
     with pytest.raises(UserError, match="need --model"):
-        bench.plan_arms(str(tmp_path), ablations=["no-sa"])
+        bench_arms.plan_arms(str(tmp_path), ablations=["no-sa"])
     with pytest.raises(UserError, match="unknown ablation"):
-        bench.plan_arms(str(tmp_path), model_dir=base, per_class=5, ablations=["cp"])
+        bench_arms.plan_arms(str(tmp_path), model_dir=base, per_class=5, ablations=["cp"])
     with pytest.raises(UserError, match="trained with class projection"):
-        bench.plan_arms(str(tmp_path), model_dir=base, model_no_cp=base, per_class=5)
+        bench_arms.plan_arms(str(tmp_path), model_dir=base, model_no_cp=base, per_class=5)
 
 
 def test_model_checks_before_any_training():
-    bench.check_models(["resnet34", "hvitgan_head"], bench.ClassifierOptions())
+    bench_arms.check_models(["resnet34", "hvitgan_head"], bench_arms.ClassifierOptions())
     with pytest.raises(UserError, match="unknown classifier"):
-        bench.check_models(["vgg16"], bench.ClassifierOptions())
+        bench_arms.check_models(["vgg16"], bench_arms.ClassifierOptions())
     with pytest.raises(UserError, match="only for densenet169"):
-        bench.check_models(["resnet34", "densenet169"], bench.ClassifierOptions(pretrained=True))
-    options = bench.ClassifierOptions(width_multiplier=0.25, small_input=True)
+        bench_arms.check_models(["resnet34", "densenet169"],
+                                bench_arms.ClassifierOptions(pretrained=True))
+    options = bench_arms.ClassifierOptions(width_multiplier=0.25, small_input=True)
     assert options.for_model("resnet50_cbam") == {"width_multiplier": 0.25, "small_input": True}
     assert options.for_model("densenet169") == {}  # Keras's fixed DenseNet takes neither
 
@@ -87,19 +90,19 @@ def write_folder(root, class_names, per_class, size=8):
 
 def test_synthetic_labels_follow_the_real_class_names_not_the_folder_order(tmp_path):
     write_folder(tmp_path / "fake", ["alpha", "beta"], 3)
-    synthetic, mapping = bench.synthetic_source(str(tmp_path / "fake"), ["beta", "alpha"])
+    synthetic, mapping = bench_data.synthetic_source(str(tmp_path / "fake"), ["beta", "alpha"])
     assert synthetic.num_examples("train") == 6 and mapping == [1, 0]
     with pytest.raises(UserError, match="gamma"):
         write_folder(tmp_path / "other", ["alpha", "gamma"], 1)
-        bench.synthetic_source(str(tmp_path / "other"), ["alpha", "beta"])
+        bench_data.synthetic_source(str(tmp_path / "other"), ["alpha", "beta"])
 
 
 def test_an_epoch_is_one_pass_over_real_plus_synthetic(tmp_path):
     write_folder(tmp_path / "fake", ["dab_negative", "dab_positive"], 5)
     real = open_source("demo", limit=20, seed=0)
-    synthetic = bench.synthetic_source(str(tmp_path / "fake"), real.class_names)
-    recipe = bench.Recipe(epochs=1, batch_size=8)
-    dataset = bench.training_dataset(real, 8, recipe, seed=0, synthetic=synthetic)
+    synthetic = bench_data.synthetic_source(str(tmp_path / "fake"), real.class_names)
+    recipe = bench_arms.Recipe(epochs=1, batch_size=8)
+    dataset = bench_data.training_dataset(real, 8, recipe, seed=0, synthetic=synthetic)
     epochs = []
     for _ in range(2):
         images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
@@ -128,11 +131,11 @@ def test_markdown_report_has_the_spec_layout_and_the_setup():
                           "gan_head": None, "data": {"spec": "demo", "limit": 100, "seed": 0},
                           "class_names": ["neg", "pos"], "num_train_real": 100,
                           "test_class_counts": [40, 50],
-                          "arms": [bench.REAL.describe(),
+                          "arms": [bench_arms.REAL.describe(),
                                    {"key": "cp_sa", "title": "+ Aug (CP+SA)",
                                     "synthetic_dir": "/s", "plan": None}]},
                "synthetic": {"cp_sa": {"images_per_class": {"neg": 50, "pos": 50}}}}
-    text = bench.results_markdown(results, summary)
+    text = reports.results_markdown(results, summary)
     lines = text.splitlines()
     assert lines[2] == "| model | accuracy | AUC | sensitivity | specificity |"
     assert lines[3] == "|---|---|---|---|---|"
