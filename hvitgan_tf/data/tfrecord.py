@@ -94,8 +94,12 @@ def read_class_file(directory: str) -> Optional[Tuple[str, List[str]]]:
         path = os.path.join(directory, name)
         if not tf.io.gfile.exists(path):
             continue
-        with tf.io.gfile.GFile(path, "r") as handle:
-            text = handle.read()
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            raw = handle.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not UTF-8 text (damaged, or not a class file)") from None
         if name.endswith(".json"):
             try:
                 names = json.loads(text)

@@ -138,8 +138,13 @@ def read_manifest(path: str):
     line or malformed rows were dropped (the file should then be rewritten)."""
     if not os.path.exists(path):
         return [], True
-    with open(path, encoding="utf-8", newline="") as handle:
-        text = handle.read()
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is damaged: not UTF-8 text, so not an hvitgan-tf manifest "
+                        f"(columns {', '.join(COLUMNS)})") from None
     clean = True
     if text and not text.endswith("\n"):
         text = text[:text.rfind("\n") + 1]  # a row whose append was cut short
@@ -306,10 +311,7 @@ class OutputFolder:
                             f"sample' (no {STATE}; found {', '.join(entries[:3])}"
                             f"{', ...' if len(entries) > 3 else ''}); choose a new or empty "
                             "folder")
-        try:
-            state = read_json(self.state_path)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise UserError(f"{self.state_path} is damaged ({error})") from None
+        state = read_json(self.state_path)  # a damaged one is named (DamagedJSONError)
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise UserError(f"{self.state_path} was not written by 'hvitgan-tf sample'")
         theirs = state.get("model") or {}

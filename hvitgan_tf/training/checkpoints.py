@@ -49,12 +49,32 @@ def mark_best(run_dir, record):
     write_json(os.path.join(folder(run_dir), "best.json"), record)
 
 
+def _read_record_file(path):
+    """The dict in a ``last.json`` / ``best.json``; a damaged or foreign file (not JSON, or JSON
+    without the name of a weights file) is a ``UserError`` naming it."""
+    record = read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("weights"), str):
+        raise UserError(f"{path} is not a checkpoint record written by hvitgan-tf (expected "
+                        '{"weights": "iter-N.weights.h5", "iteration": N, ...}); restore it, '
+                        "or make it name one of the iter-*.weights.h5 files beside it")
+    return record
+
+
+def check_records(run_dir):
+    """Read ``last.json`` and ``best.json`` (where they exist) so that a damaged one is named
+    before a resumed run writes anything: ``prune`` reads both at every save."""
+    for which in ("last", "best"):
+        path = os.path.join(folder(run_dir), f"{which}.json")
+        if os.path.exists(path):
+            _read_record_file(path)
+
+
 def read_record(run_dir, which="last"):
     """The ``last``/``best`` record, or ``None`` if there is none."""
     path = os.path.join(folder(run_dir), f"{which}.json")
     if not os.path.exists(path):
         return None
-    record = read_json(path)
+    record = _read_record_file(path)
     weights = os.path.join(folder(run_dir), record["weights"])
     if not os.path.exists(weights):
         raise UserError(f"{path} names {record['weights']}, which is missing from {folder(run_dir)}")
@@ -123,7 +143,7 @@ def prune(run_dir):
     for which in ("last", "best"):
         path = os.path.join(folder(run_dir), f"{which}.json")
         if os.path.exists(path):
-            keep.add(read_json(path)["weights"])
+            keep.add(_read_record_file(path)["weights"])
     files = sorted(glob.glob(os.path.join(folder(run_dir), "iter-*.weights.h5")),
                    key=lambda p: int(_PATTERN.search(p).group(1)))
     recent = {os.path.basename(p) for p in files[-KEEP:]}

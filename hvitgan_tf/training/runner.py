@@ -210,8 +210,8 @@ def _data_record(source, model_config, data_info):
 
 
 def _starting_point(run_dir, model_config, train_config, data_info, resume):
-    """``last.json``'s record to resume from, or None for a new run (refusing a folder that
-    already holds one)."""
+    """``last.json``'s record to resume from (or the newest intact checkpoint's, when the one it
+    names is damaged), or None for a new run (refusing a folder that already holds one)."""
     if not resume:
         if os.path.exists(checkpoints.folder(run_dir)) and os.listdir(
                 checkpoints.folder(run_dir)):
@@ -223,7 +223,10 @@ def _starting_point(run_dir, model_config, train_config, data_info, resume):
     if start is None:
         raise UserError(f"--resume: {run_dir} has no checkpoint to resume from."
                         + shared_storage_hint())
-    return start
+    # Every file a resume reads back is checked before run.json is rewritten: a damaged
+    # best.json would otherwise stop the run at its first save, after training.
+    checkpoints.check_records(run_dir)
+    return _intact_start(run_dir, start)
 
 
 def _schedule(train_config, num_train):
@@ -265,8 +268,6 @@ def _prepare(run_dir, source, model_config, train_config, *, resume, data_info, 
         write_json(run_file(run_dir), record)
 
     per_epoch, total, epochs = _schedule(train_config, data_info["num_train"])
-    if start is not None:
-        start = _intact_start(run_dir, start)
     start_iteration = int(start["iteration"]) if start else 0
     if verbose and start:
         print(f"resuming from iteration {start_iteration} (epoch "

@@ -1,0 +1,187 @@
+"""Every file ``train``, ``export`` and ``sample`` read back, truncated or replaced by a foreign
+one (issue 13): the command exits 2 with one line naming the file and leaves every folder as it
+was, or, where the file can be rebuilt (a torn manifest, the class list sample rewrites),
+finishes with what an undamaged folder gives.
+
+The kinds of damage are described in ``fault_injection``. tests/test_damaged_files.py holds the
+first cases found (and the end-to-end fallback of ``--resume`` past a truncated checkpoint).
+"""
+import csv
+import json
+import os
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from fault_injection import damage, error_line, snapshot
+from hvitgan_tf.cli.main import cli
+
+pytestmark = pytest.mark.slow
+
+CHECKPOINT = "checkpoints/iter-00000004.weights.h5"  # the tiny run's only checkpoint
+
+
+def run_copy(tiny_run_dir, tmp_path, damaged, kind):
+    """A copy of the tiny run with one file damaged (a ``best.json`` is first made, naming the
+    run's checkpoint, when that is the one to damage)."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    if damaged.endswith("best.json"):
+        shutil.copy(run / "checkpoints" / "last.json", run / damaged)
+    damage(run / damaged, kind)
+    return run
+
+
+# -- train --resume ----------------------------------------------------------------------------
+
+TRAIN_CASES = ([("run.json", kind) for kind in ("truncated", "png", "text", "random", "json")]
+               + [("checkpoints/last.json", kind) for kind in ("truncated", "png", "json")]
+               + [("checkpoints/best.json", kind) for kind in ("truncated", "json")]
+               # The only checkpoint: nothing intact to fall back to.
+               + [(CHECKPOINT, kind) for kind in ("truncated", "png", "random")])
+
+
+@pytest.mark.parametrize("damaged, kind", TRAIN_CASES)
+def test_train_resume_names_a_damaged_file_and_writes_nothing(tiny_run_dir, tmp_path, damaged,
+                                                              kind):
+    run = run_copy(tiny_run_dir, tmp_path, damaged, kind)
+    before = snapshot(run)
+    result = CliRunner().invoke(cli, ["train", "--out", str(run), "--resume", "--steps", "6",
+                                      "--no-export"])
+    assert str(run / damaged) in error_line(result)
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("kind", ["truncated", "png", "text", "random", "flipped"])
+def test_resume_falls_back_past_every_kind_of_damaged_checkpoint(tiny_run_dir, tmp_path, kind):
+    """What ``--resume`` does with a damaged last checkpoint when an older one is intact
+    (end to end, with the message, in tests/test_damaged_files.py)."""
+    from hvitgan_tf.training import checkpoints
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    shutil.copy(run / CHECKPOINT, run / "checkpoints" / "iter-00000002.weights.h5")
+    damage(run / CHECKPOINT, kind)
+    assert checkpoints.damage(str(run / CHECKPOINT)) is not None
+    older = checkpoints.newest_intact(str(run), before=4)
+    assert older is not None and older["iteration"] == 2
+
+
+# -- export ------------------------------------------------------------------------------------
+
+EXPORT_CASES = ([("run.json", kind) for kind in ("truncated", "png", "json")]
+                + [("checkpoints/last.json", kind) for kind in ("truncated", "png", "json")]
+                + [("checkpoints/best.json", kind) for kind in ("truncated", "json")]
+                + [(CHECKPOINT, kind) for kind in ("truncated", "png")])
+
+
+@pytest.mark.parametrize("damaged, kind", EXPORT_CASES)
+def test_export_names_a_damaged_file_and_writes_nothing(tiny_run_dir, tmp_path, damaged, kind):
+    run = run_copy(tiny_run_dir, tmp_path, damaged, kind)
+    before = snapshot(run)
+    models = tmp_path / "models"
+    result = CliRunner().invoke(cli, ["export", str(run), "--export-dir", str(models)])
+    assert str(run / damaged) in error_line(result)
+    assert snapshot(run) == before
+    assert snapshot(models) == {}
+
+
+# -- sample ------------------------------------------------------------------------------------
+
+SAMPLE = ["--threshold", "0", "--batch-size", "4", "--seed", "0", "--quiet"]
+
+
+def sample(model, out, per_class):
+    return CliRunner().invoke(cli, ["sample", "--model", str(model), "--out", str(out),
+                                    "--per-class", str(per_class), *SAMPLE])
+
+
+@pytest.fixture(scope="module")
+def outputs(tiny_saved_model, tmp_path_factory, reuse_loaded_models):
+    """``(started, reference)``: 2 images per class, and the 4 per class it continues to."""
+    root = tmp_path_factory.mktemp("outputs")
+    for name, per_class in (("started", 2), ("reference", 4)):
+        result = sample(tiny_saved_model[0], root / name, per_class)
+        assert result.exit_code == 0, result.output
+    return root / "started", root / "reference"
+
+
+def result_of(out):
+    """What a sampling run leaves, for comparing runs: every file but the run's own clock."""
+    files = snapshot(out)
+    state = json.loads(files.pop("sampling.json"))
+    state.pop("updated_at")
+    with open(os.path.join(out, "manifest.csv"), newline="") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda row: row["id"])
+    files.pop("manifest.csv")
+    return files, state, rows
+
+
+MODEL_CASES = ([("saved_model.pb", kind) for kind in ("truncated", "png")]
+               + [("variables/variables.index", kind) for kind in ("truncated", "random")]
+               + [("variables/variables.data-00000-of-00001", kind)
+                  for kind in ("truncated", "flipped")]
+               + [("assets.extra/hvitgan.json", kind) for kind in ("truncated", "png", "json")])
+
+
+@pytest.mark.parametrize("damaged, kind", MODEL_CASES)
+def test_sample_from_a_damaged_model_names_it_and_leaves_out_as_it_was(
+        tiny_saved_model, outputs, tmp_path, reuse_loaded_models, damaged, kind):
+    version = tmp_path / "models" / "hvitgan" / "1"
+    shutil.copytree(tiny_saved_model[1], version)
+    damage(version / damaged, kind)
+    out = tmp_path / "out"
+    shutil.copytree(outputs[0], out)
+    before = snapshot(out)
+    line = error_line(sample(version.parent, out, 4))
+    # The SavedModel's own files are named by their folder: the unit to export again.
+    assert str(version / damaged if damaged.endswith(".json") else version) in line
+    assert snapshot(out) == before
+
+
+OUT_CASES = ([("manifest.csv", kind) for kind in ("text", "png", "random")]
+             + [("sampling.json", kind) for kind in ("truncated", "png", "json")])
+
+
+@pytest.mark.parametrize("damaged, kind", OUT_CASES)
+def test_sample_into_a_folder_with_a_damaged_record_names_it_and_changes_nothing(
+        tiny_saved_model, outputs, tmp_path, reuse_loaded_models, damaged, kind):
+    out = tmp_path / "out"
+    shutil.copytree(outputs[0], out)
+    damage(out / damaged, kind)
+    before = snapshot(out)
+    line = error_line(sample(tiny_saved_model[0], out, 4))
+    assert line.count(str(out / damaged)) == 1  # named once, not in a message of a message
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("damaged, kind", [("manifest.csv", "truncated"),
+                                           ("classes.json", "truncated"),
+                                           ("classes.json", "png")])
+def test_sample_rebuilds_a_torn_manifest_or_a_damaged_class_list(
+        tiny_saved_model, outputs, tmp_path, reuse_loaded_models, damaged, kind):
+    """A manifest cut mid-row loses its torn row and the rows after it: their PNGs are made
+    again, byte for byte. ``classes.json`` is written for readers of OUT, never read back by
+    ``sample``: it is simply written again."""
+    out = tmp_path / "out"
+    shutil.copytree(outputs[0], out)
+    damage(out / damaged, kind)
+    result = sample(tiny_saved_model[0], out, 4)
+    assert result.exit_code == 0, result.output
+    assert result_of(out) == result_of(outputs[1])
+
+
+@pytest.mark.parametrize("kind", ["truncated", "png"])
+def test_training_on_sampled_records_names_a_damaged_class_list(tmp_path, kind):
+    """``classes.json`` is read back by ``--data tfrecord:OUT`` (train, evaluate)."""
+    records = tmp_path / "synthetic"
+    records.mkdir()
+    (records / "samples-00000.tfrecord").write_bytes(b"")  # an empty, valid shard
+    (records / "classes.json").write_text('["dab_negative", "dab_positive"]\n')
+    damage(records / "classes.json", kind)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--data", f"tfrecord:{records}", "--preset",
+                                      "tiny", "--steps", "1", "--no-export", "--out", str(run)])
+    assert str(records / "classes.json") in error_line(result)
+    assert not run.exists()
