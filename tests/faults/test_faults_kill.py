@@ -132,12 +132,9 @@ def test_sample_killed_at_a_random_point_then_rerun_gives_the_uninterrupted_fold
 
         assert wait_for(lambda: len(pngs(out)) > kill_after, victim), victim.stderr.read()
         time.sleep(pause)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
+        kill(victim)
     finally:
-        if victim.poll() is None:
-            victim.kill()
-            victim.wait()
+        kill(victim)
     assert victim.returncode == -signal.SIGKILL
     for row in manifest(out):  # the killed run's manifest names only complete files
         assert os.path.getsize(out / row["file"]) > 0
@@ -145,6 +142,13 @@ def test_sample_killed_at_a_random_point_then_rerun_gives_the_uninterrupted_fold
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
     assert result_of(out) == result_of(uninterrupted)
+
+
+def kill(victim):
+    """SIGKILL the subprocess unless it has already ended, and reap it."""
+    if victim.poll() is None:
+        victim.send_signal(signal.SIGKILL)
+    victim.wait()
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -200,12 +204,9 @@ def test_export_killed_at_random_points_then_rerun_gives_the_uninterrupted_model
                         or any(entries(path) >= kill_after for path in temporary))
 
             wait_for(at_kill_point, victim)
-            victim.send_signal(signal.SIGKILL)
-            victim.wait()
+            kill(victim)
         finally:
-            if victim.poll() is None:
-                victim.kill()
-                victim.wait()
+            kill(victim)
 
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
