@@ -66,7 +66,7 @@ class GeneratorConfig:
     latent_dim: int = 256
     embed_dim: int = 1024  # C: width of the input tokens and of stage 1
     depth: Tuple[int, ...] = (4, 4, 4, 4)  # encoder blocks per stage
-    num_heads: Tuple[int, ...] = (4, 4, 4, 1)  # see _pcam96 for the single stage-4 head
+    num_heads: Tuple[int, ...] = (4, 4, 4, 1)  # PRESETS["pcam96"] says why stage 4 has one
     # None = global self-attention; an int w = non-overlapping w x w window attention (assumed).
     window_size: Tuple[Optional[int], ...] = (None, None, 12, 16)
     mlp_ratio: float = 4.0
@@ -321,67 +321,67 @@ class ModelConfig:
         return cls.from_dict(json.loads(text))
 
 
-def _pcam96(num_classes):
+# One row per preset: the image size both networks share, and the generator's and the
+# discriminator's fields as keyword arguments of their configs. Every row names the same fields,
+# so the presets can be read against each other. ``num_classes`` belongs to the data, not the
+# preset: ``preset()`` adds it when it builds the configs.
+PRESETS = {
     # docs/method.md §2/§3 "assumed, TransGAN-sized": the paper's model at PCam's 96 px.
-    # Heads: 4, "fewer where the width is too small" (docs/method.md §2), read as "keep heads at
-    # least 16 channels wide". Stage 4 is 16 channels wide, so it gets one head: four 4-channel
-    # heads quadruple the 9216 x 256 attention maps per image, and measured 3.4x slower per stage-4
-    # block (forward + backward, CPU) for a model whose other stages all use 16+ channel heads.
-    return ModelConfig(
-        preset="pcam96",
-        generator=GeneratorConfig(
-            image_size=96, num_classes=num_classes, latent_dim=256, embed_dim=1024,
-            depth=(4, 4, 4, 4), num_heads=(4, 4, 4, 1), window_size=(None, None, 12, 16),
+    "pcam96": {
+        "image_size": 96,
+        "generator": dict(
+            latent_dim=256, embed_dim=1024, depth=(4, 4, 4, 4), class_embed_dim=128,
+            # Heads: 4, "fewer where the width is too small" (docs/method.md §2), read as "keep
+            # heads at least 16 channels wide". Stage 4 is 16 channels wide, so it gets one head:
+            # four 4-channel heads quadruple the 9216 x 256 attention maps per image, and measured
+            # 3.4x slower per stage-4 block (forward + backward, CPU) for a model whose other
+            # stages all use 16+ channel heads.
+            num_heads=(4, 4, 4, 1), window_size=(None, None, 12, 16),
         ),
-        discriminator=DiscriminatorConfig(
-            image_size=96, num_classes=num_classes, patch_size=4, embed_dim=384,
-            depth=(1, 1, 1, 2), num_heads=(4, 4, 4, 4),
+        "discriminator": dict(
+            patch_size=4, embed_dim=384, depth=(1, 1, 1, 2), num_heads=(4, 4, 4, 4),
+            minibatch_std_group=0,
         ),
-    )
-
-
-def _small(num_classes):
+    },
     # The CPU demo model: 32 px, trains visibly on the demo patches in minutes on 2 cores.
-    # Generator heads stay at least 16 channels wide, as in pcam96.
-    return ModelConfig(
-        preset="small",
-        generator=GeneratorConfig(
-            image_size=32, num_classes=num_classes, latent_dim=128, embed_dim=256,
-            depth=(2, 2, 1, 1), num_heads=(4, 4, 1, 1), window_size=(None, None, 8, 8),
-            class_embed_dim=64,
+    "small": {
+        "image_size": 32,
+        "generator": dict(
+            latent_dim=128, embed_dim=256, depth=(2, 2, 1, 1), class_embed_dim=64,
+            # Heads stay at least 16 channels wide, as in pcam96.
+            num_heads=(4, 4, 1, 1), window_size=(None, None, 8, 8),
         ),
-        discriminator=DiscriminatorConfig(
-            image_size=32, num_classes=num_classes, patch_size=2, embed_dim=128,
-            depth=(1, 1, 1, 2), num_heads=(2, 2, 4, 4), minibatch_std_group=4,
+        "discriminator": dict(
+            patch_size=2, embed_dim=128, depth=(1, 1, 1, 2), num_heads=(2, 2, 4, 4),
+            minibatch_std_group=4,
         ),
-    )
-
-
-def _tiny(num_classes):
+    },
     # For tests only: 16 px, one block per stage, a few hundred thousand weights.
-    return ModelConfig(
-        preset="tiny",
-        generator=GeneratorConfig(
-            image_size=16, num_classes=num_classes, latent_dim=16, embed_dim=128,
-            depth=(1, 1, 1, 1), num_heads=(2, 2, 1, 1), window_size=(None, None, 4, 4),
-            class_embed_dim=8,
+    "tiny": {
+        "image_size": 16,
+        "generator": dict(
+            latent_dim=16, embed_dim=128, depth=(1, 1, 1, 1), class_embed_dim=8,
+            num_heads=(2, 2, 1, 1), window_size=(None, None, 4, 4),
         ),
-        discriminator=DiscriminatorConfig(
-            image_size=16, num_classes=num_classes, patch_size=2, embed_dim=32,
-            depth=(1, 1, 1, 1), num_heads=(2, 2, 2, 2),
+        "discriminator": dict(
+            patch_size=2, embed_dim=32, depth=(1, 1, 1, 1), num_heads=(2, 2, 2, 2),
+            minibatch_std_group=0,
         ),
-    )
-
-
-PRESETS = {"pcam96": _pcam96, "small": _small, "tiny": _tiny}
+    },
+}
 
 
 def preset(name: str, num_classes: int = 2) -> ModelConfig:
     """The named preset's config for ``num_classes`` classes."""
     try:
-        factory = PRESETS[name]
+        row = PRESETS[name]
     except KeyError:
         raise ConfigError(
             f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}"
         ) from None
-    return factory(num_classes)
+    shared = {"image_size": row["image_size"], "num_classes": num_classes}
+    return ModelConfig(
+        preset=name,
+        generator=GeneratorConfig(**shared, **row["generator"]),
+        discriminator=DiscriminatorConfig(**shared, **row["discriminator"]),
+    )
