@@ -8,7 +8,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 
 from hvitgan_tf.errors import UserError
@@ -99,17 +101,76 @@ def read_json(path):
         raise DamagedJSONError(path, error.msg, error.doc, error.pos) from None
 
 
+def _host():
+    """This machine's name as it appears in temporary folder names (no path separators)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+
+
+def _writer_prefix():
+    """``.tmp-HOST-PID-``: a temporary folder that says which process is writing it, so a
+    later writer can tell an abandoned one from one still being written."""
+    return f".tmp-{_host()}-{os.getpid()}-"
+
+
+# HOST may itself contain "-": the PID is the all-digit field before mkdtemp's random part.
+# Nothing may follow that part: a classifier export's ``.old`` folder (the previous export,
+# moved aside just before the swap) is never taken for an abandoned one.
+_WRITER_NAME = re.compile(r"^\.tmp-(?P<host>.+)-(?P<pid>[0-9]+)-[a-z0-9_]+$")
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_abandoned_temporaries(parent):
+    """Remove the temporary folders in ``parent`` whose writer has died (a ``kill -9`` during
+    :func:`atomic_directory`). Returns the paths removed.
+
+    Only folders named by :func:`atomic_directory` after a process on this machine that no
+    longer exists are touched. A folder of a live process, of another machine (a shared file
+    system: its pid means nothing here) or without a recorded writer is left alone. A reused
+    pid only makes a leftover wait for the next writer; it never removes live work.
+    """
+    removed = []
+    host = _host()
+    try:
+        entries = os.listdir(parent)
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        match = _WRITER_NAME.match(entry)
+        if match is None or match["host"] != host:
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        path = os.path.join(parent, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_directory(path):
     """Yield a temporary folder beside ``path``; on success rename it to ``path``.
 
     Used for SavedModel versions: TF Serving watches the parent folder and must never see a
     half-written version. Fails if ``path`` already exists (versions are never overwritten).
+    The temporary folder is named after this process (see :func:`_writer_prefix`); first, the
+    ones that killed writers left in the parent are removed.
     """
     path = os.fspath(path).rstrip("/")
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    remove_abandoned_temporaries(parent)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=_writer_prefix())
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp

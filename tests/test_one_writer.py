@@ -102,3 +102,49 @@ def test_export_into_a_model_name_being_exported_is_refused(tiny_run_dir, tmp_pa
     assert result.exit_code == 2, result.output
     assert f"in use by another hvitgan-tf export (pid {process.pid})" in result.output
     assert not (base / "hvitgan" / "1").exists()
+
+
+WRITER = """
+import os, sys, time
+from hvitgan_tf.fileio import atomic_directory
+with atomic_directory(sys.argv[1]) as tmp:
+    open(os.path.join(tmp, "part"), "w").close()
+    print(os.path.basename(tmp), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_writers_temporary_folder_is_removed_and_a_live_ones_is_kept(tmp_path):
+    """``atomic_directory`` names its temporary folder after host and pid; the next one in the
+    same parent removes those of dead writers only."""
+    parent = tmp_path / "hvitgan"
+
+    def writer():
+        process = subprocess.Popen([sys.executable, "-c", WRITER, str(parent / "1")],
+                                   stdout=subprocess.PIPE, text=True)
+        return process, parent / process.stdout.readline().strip()
+
+    dead, dead_tmp = writer()
+    live, live_tmp = writer()
+    try:
+        dead.send_signal(signal.SIGKILL)
+        dead.wait()
+        assert str(dead.pid) in dead_tmp.name and (dead_tmp / "part").exists()
+        # Not ours to judge: another machine's (its pid means nothing here), a folder without
+        # a recorded writer, a classifier export's previous version moved aside.
+        others = [parent / f".tmp-elsewhere-{dead.pid}-abc123", parent / ".tmp-abc123",
+                  parent / f"{dead_tmp.name}.old"]
+        for folder in others:
+            folder.mkdir()
+
+        with fileio.atomic_directory(parent / "2") as tmp:
+            assert f"-{os.getpid()}-" in os.path.basename(tmp)
+        assert not dead_tmp.exists()
+        assert (live_tmp / "part").exists()
+        assert all(folder.exists() for folder in others)
+        assert (parent / "2").is_dir()
+    finally:
+        live.kill()
+        live.wait()
+    fileio.remove_abandoned_temporaries(parent)
+    assert not live_tmp.exists()
