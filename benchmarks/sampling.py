@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from hvitgan_tf.sampling.plan import DEFAULT_THRESHOLD
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -111,7 +113,7 @@ def main(argv=None):
                         help="train PRESET for 4 iterations on demo data and export it")
     parser.add_argument("--work", default=None, help="folder for --make-export runs")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 256])
-    parser.add_argument("--threshold", type=float, default=0.8)
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--seconds", type=float, default=4.0,
                         help="timing per batch size (after one warm-up call)")
     parser.add_argument("--write-images", type=int, default=512,

@@ -165,7 +165,7 @@ def make_parser() -> argparse.ArgumentParser:
     add("--num", type=_positive_int, help="keep N images in total, split by --class-ratio")
     add("--class-ratio", help="how --num is split: 0.5,0.5 or tumor=0.7,normal=0.3")
     add("--classes", help="comma-separated class names or ids (default: all)")
-    add("--threshold", type=float, default=0.8,
+    add("--threshold", type=float, default=plan.DEFAULT_THRESHOLD,
         help="keep an image when the class head gives its label this probability, in [0, 1)")
     add("--truncation", type=float, default=1.0, help="truncation psi of the noise, >= 0")
     add("--seed", type=int, default=0, help="run seed (the CLI's --seed: same seed, same images)")

@@ -14,6 +14,7 @@ from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.evaluation.benchmark_arms import (ABLATIONS, DEFAULT_MODELS, ClassifierOptions,
                                                   Recipe, check_models, plan_arms)
+from hvitgan_tf.sampling.plan import DEFAULT_THRESHOLD
 
 
 def _names(text):
@@ -35,7 +36,8 @@ _SEED_HELP = ("Seed of the --fraction/--limit draw, of the synthetic images and 
 @click.option("--model", "model", default=None, metavar="SAVED_MODEL",
               help="Or: an exported GAN to generate the synthetic sets from (into "
                    "OUT/synthetic/), with --threshold, --truncation, --synthetic-per-class.")
-@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.8,
+@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True),
+              default=DEFAULT_THRESHOLD,
               help="Selective augmentation: keep a generated image if its class-head "
                    "confidence is at least this (0: no selection).")
 @click.option("--truncation", type=click.FloatRange(min=0), default=1.0,

@@ -5,6 +5,7 @@ import os
 import click
 
 from hvitgan_tf.cli.runtime import TFCommand
+from hvitgan_tf.sampling.plan import DEFAULT_THRESHOLD
 
 
 @click.command(cls=TFCommand, context_settings={"show_default": True})
@@ -50,5 +51,5 @@ def export(run_dir, checkpoint, name, version, export_dir):
     click.echo(f"request:      curl -d '{{\"signature_name\": \"generate\", \"inputs\": "
                f"{{\"label\": [0], \"seed\": [1], \"truncation\": [1.0]}}}}' "
                f"http://localhost:8501/v1/models/{name}:predict")
-    click.echo(f"sample:       hvitgan-tf sample --model {base} --threshold 0.8 --per-class 100 "
-               "--out synthetic")
+    click.echo(f"sample:       hvitgan-tf sample --model {base} --threshold "
+               f"{DEFAULT_THRESHOLD:g} --per-class 100 --out synthetic")

@@ -7,6 +7,8 @@ import os
 
 import click
 
+from hvitgan_tf.sampling.plan import DEFAULT_THRESHOLD
+
 FORMAT_CHOICES = {"png": ("png",), "tfrecord": ("tfrecord",), "both": ("png", "tfrecord")}
 
 
@@ -26,7 +28,7 @@ FORMAT_CHOICES = {"png": ("png",), "tfrecord": ("tfrecord",), "both": ("png", "t
                    "'tumor=0.7,normal=0.3'.  [default: uniform]")
 @click.option("--classes", default=None, metavar="NAMES",
               help="Comma-separated class names or ids to sample.  [default: all]")
-@click.option("--threshold", type=float, default=0.8,
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD,
               help="Keep an image only if the model's class head gives its label at least this "
                    "probability; in [0, 1).")
 @click.option("--truncation", type=float, default=1.0, metavar="PSI",

@@ -7,6 +7,7 @@ import click
 from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.cli.options import data_options, feature_extractor_help
 from hvitgan_tf.errors import UserError
+from hvitgan_tf.sampling.plan import DEFAULT_THRESHOLD
 from hvitgan_tf.training.config import (DEFAULT_DIFFAUG, LOSS_WEIGHTING_MODES, PAPER_DIFFAUG,
                                         STRATEGIES, TrainConfig)
 from hvitgan_tf.training.job import DEFAULTS
@@ -155,7 +156,7 @@ def train(ctx, run_dir, resume, **options):
     if info.export_dir:
         click.echo(f"exported:     {info.export_dir}")
         click.echo(f"next:         hvitgan-tf sample --model {os.path.dirname(info.export_dir)}"
-                   f" --threshold 0.8 --per-class 100 --out synthetic")
+                   f" --threshold {DEFAULT_THRESHOLD:g} --per-class 100 --out synthetic")
 
 
 def _echo_best(run_dir):

@@ -9,6 +9,7 @@ import os
 from typing import Callable, List, Optional, Sequence
 
 from hvitgan_tf.errors import UserError
+from hvitgan_tf.sampling.plan import DEFAULT_THRESHOLD
 
 DEFAULT_MODELS = ("resnet34", "resnet50_cbam", "densenet169", "hvitgan_head")
 #: Models built by ``classifiers._resnet``: the only ones that take width_multiplier /
@@ -115,7 +116,7 @@ REAL = Arm("real", "")
 
 def plan_arms(out_dir: str, *, synthetic_dir: Optional[str] = None,
               model_dir: Optional[str] = None, model_no_cp: Optional[str] = None,
-              threshold: float = 0.8, truncation: float = 1.0, per_class: int = 0,
+              threshold: float = DEFAULT_THRESHOLD, truncation: float = 1.0, per_class: int = 0,
               seed: int = 0, ablations: Sequence[str] = ()) -> List[Arm]:
     """The arms of a benchmark: real only, the main synthetic arm and the ablation arms.
 

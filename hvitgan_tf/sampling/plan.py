@@ -7,7 +7,9 @@ images split by a class ratio (default uniform). Everything is checked here, bef
 loaded, and every mistake is a one-line ``UserError`` naming the valid choices. From the rate
 measured on the first batches, :class:`PlanEstimate` extrapolates the time and disk the rest
 will take, and says so when that is more than a day or more than the free space (a warning:
-the plan still runs). No TensorFlow.
+the plan still runs). The defaults of the selection (``DEFAULT_THRESHOLD``, the attempt cap) live
+here too, so the CLI and the Beam pipeline read them before anything heavy is imported. No
+TensorFlow.
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from hvitgan_tf.errors import UserError
 
+#: Default ``--threshold``: keep an image when the class head gives its label at least this
+#: probability (docs/method.md §6). The CLI, the Beam pipeline and ``sample()`` all default to it.
+DEFAULT_THRESHOLD = 0.8
 #: Default cap on attempts per class, as a multiple of the class's quota (``--max-attempts``).
 DEFAULT_ATTEMPTS_PER_IMAGE = 20
 
