@@ -46,8 +46,8 @@ def make_export(preset, work, steps=4):
         source = open_source("demo", limit=64, seed=0)
         config = TrainConfig(batch_size=4, n_critic=2, total_steps=steps, seed=0,
                              diffaug="color", checkpoint_every=0, samples_per_class=2)
-        train(run_dir, source, model_preset(preset, source.num_classes), config,
-              data_info={"spec": "demo", "limit": 64, "seed": 0}, verbose=0)
+        # Without data_info, run.json records the selection the source was opened with.
+        train(run_dir, source, model_preset(preset, source.num_classes), config, verbose=0)
     base = os.path.join(work, "saved_models", preset)
     if os.path.isdir(base) and os.listdir(base):
         return base
