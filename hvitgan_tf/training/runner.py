@@ -239,8 +239,8 @@ def _schedule(train_config, num_train):
 
 def _prepare(run_dir, source, model_config, train_config, *, resume, data_info, verbose,
              strategy, fid_selection, export_options) -> _Run:
-    """Check the start, lock the folder, write ``run.json``, build (and restore) the model and
-    the callbacks."""
+    """Check the start, lock the folder, build (and restore) the model, write ``run.json``
+    and the callbacks."""
     data_info = _data_record(source, model_config, data_info)
     start = _starting_point(run_dir, model_config, train_config, data_info, resume)
 
@@ -263,9 +263,6 @@ def _prepare(run_dir, source, model_config, train_config, *, resume, data_info, 
         record["fid_selection"] = fid_selection.to_dict()  # --resume selects the same way
     if export_options is not None:
         record["export"] = dict(export_options)
-    if chief:
-        os.makedirs(run_dir, exist_ok=True)
-        write_json(run_file(run_dir), record)
 
     per_epoch, total, epochs = _schedule(train_config, data_info["num_train"])
     start_iteration = int(start["iteration"]) if start else 0
@@ -285,6 +282,11 @@ def _prepare(run_dir, source, model_config, train_config, *, resume, data_info, 
             checkpoints.load_into(model, start["path"])
             if int(model.iterations_done.numpy()) != start_iteration:
                 raise UserError(f"checkpoint {start['path']} is inconsistent with last.json")
+    # Written only once the checkpoint has loaded: a refused resume (a foreign or damaged
+    # checkpoint) leaves the run folder exactly as it was.
+    if chief:
+        os.makedirs(run_dir, exist_ok=True)
+        write_json(run_file(run_dir), record)
 
     examples = training_examples(source, model_config.image_size, train_config.seed)
 

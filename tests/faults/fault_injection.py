@@ -8,6 +8,8 @@ Kinds of damage (``damage(path, kind)``):
 ``random``     a third of the file's size in seeded random bytes
 ``json``       valid JSON that is not what the tool wrote (a JSON file copied over another)
 ``flipped``    the same size with 64 bytes inverted: silent corruption on disk
+``hdf5``       a complete, readable HDF5 file of arrays that are not this model's (a
+               checkpoint of another model copied over this one)
 """
 import io
 import json
@@ -24,6 +26,17 @@ PASSWD = (b"root:x:0:0:root:/root:/bin/bash\n"
 def png_bytes():
     buffer = io.BytesIO()
     Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _foreign_hdf5():
+    """The bytes of an intact HDF5 file laid out like a Keras weights file, of another model."""
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        handle.create_dataset("layers/dense/vars/0", data=np.ones((3, 5), np.float32))
+        handle.create_dataset("layers/dense/vars/1", data=np.zeros((5,), np.float32))
     return buffer.getvalue()
 
 
@@ -47,6 +60,8 @@ def damage(path, kind):
         for index in rng.sample(range(len(data)), 64):
             flipped[index] ^= 0xFF
         new = bytes(flipped)
+    elif kind == "hdf5":
+        new = _foreign_hdf5()
     else:
         raise ValueError(kind)
     with open(path, "wb") as handle:

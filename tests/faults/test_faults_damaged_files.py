@@ -38,8 +38,8 @@ def run_copy(tiny_run_dir, tmp_path, damaged, kind):
 TRAIN_CASES = ([("run.json", kind) for kind in ("truncated", "png", "text", "random", "json")]
                + [("checkpoints/last.json", kind) for kind in ("truncated", "png", "json")]
                + [("checkpoints/best.json", kind) for kind in ("truncated", "json")]
-               # The only checkpoint: nothing intact to fall back to.
-               + [(CHECKPOINT, kind) for kind in ("truncated", "png", "random")])
+               # The only checkpoint: nothing intact to fall back to; or another model's.
+               + [(CHECKPOINT, kind) for kind in ("truncated", "png", "random", "hdf5")])
 
 
 @pytest.mark.parametrize("damaged, kind", TRAIN_CASES)
