@@ -9,6 +9,9 @@ Layout under ``RUN_DIR/checkpoints/``::
 Each weights file is written under a temporary name and renamed; ``last.json`` is replaced only
 after its weights file exists. A ``kill -9`` at any instant therefore leaves a ``last.json``
 that points at a complete file. Old iterations are pruned, but never the one ``best.json`` names.
+``last.json`` is only a pointer: when it, or the file it names, is damaged anyway (a disk that
+filled, a copy cut short), ``--resume`` continues from the newest intact ``iter-N`` file
+(:func:`resume_point`).
 """
 import glob
 import os
@@ -16,7 +19,7 @@ import re
 import time
 
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.fileio import atomic_path, read_json, write_json
+from hvitgan_tf.fileio import DamagedJSONError, atomic_path, read_json, write_json
 
 FOLDER = "checkpoints"
 KEEP = 2  # recent checkpoints kept besides the best one
@@ -49,22 +52,39 @@ def mark_best(run_dir, record):
     write_json(os.path.join(folder(run_dir), "best.json"), record)
 
 
+class DamagedRecord(UserError):
+    """A ``last.json`` / ``best.json`` that cannot be used: not JSON, not a checkpoint record,
+    or naming a weights file that is missing. ``path`` is the file, ``reason`` why in a few
+    words (for a message that goes on to say what is done instead)."""
+
+    def __init__(self, message, path, reason):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
 def _read_record_file(path):
     """The dict in a ``last.json`` / ``best.json``; a damaged or foreign file (not JSON, or JSON
-    without the name of a weights file) is a ``UserError`` naming it."""
-    record = read_json(path)
+    without the name of a weights file) is a :class:`DamagedRecord` naming it."""
+    try:
+        record = read_json(path)
+    except DamagedJSONError as error:
+        raise DamagedRecord(str(error), path,
+                            f"not valid JSON: {error.msg} at line {error.lineno}, column "
+                            f"{error.colno}") from None
     if not isinstance(record, dict) or not isinstance(record.get("weights"), str):
-        raise UserError(f"{path} is not a checkpoint record written by hvitgan-tf (expected "
-                        '{"weights": "iter-N.weights.h5", "iteration": N, ...}); restore it, '
-                        "or make it name one of the iter-*.weights.h5 files beside it")
+        raise DamagedRecord(f"{path} is not a checkpoint record written by hvitgan-tf (expected "
+                            '{"weights": "iter-N.weights.h5", "iteration": N, ...}); restore '
+                            "it, or make it name one of the iter-*.weights.h5 files beside it",
+                            path, "not a checkpoint record written by hvitgan-tf")
     return record
 
 
-def check_records(run_dir):
+def check_records(run_dir, which=("last", "best")):
     """Read ``last.json`` and ``best.json`` (where they exist) so that a damaged one is named
     before a resumed run writes anything: ``prune`` reads both at every save."""
-    for which in ("last", "best"):
-        path = os.path.join(folder(run_dir), f"{which}.json")
+    for name in which:
+        path = os.path.join(folder(run_dir), f"{name}.json")
         if os.path.exists(path):
             _read_record_file(path)
 
@@ -77,9 +97,58 @@ def read_record(run_dir, which="last"):
     record = _read_record_file(path)
     weights = os.path.join(folder(run_dir), record["weights"])
     if not os.path.exists(weights):
-        raise UserError(f"{path} names {record['weights']}, which is missing from {folder(run_dir)}")
+        raise DamagedRecord(f"{path} names {record['weights']}, which is missing from "
+                            f"{folder(run_dir)}", path,
+                            f"it names {record['weights']}, which is missing")
     record["path"] = weights
     return record
+
+
+def resume_point(run_dir):
+    """Where ``--resume`` continues: ``(record, note)``, or ``(None, None)`` when the run has
+    no checkpoint at all.
+
+    ``record`` is ``last.json``'s (with ``path``) and ``note`` None when both it and the
+    weights file it names are intact. Otherwise (a disk that filled, a copy cut short, a file
+    copied over another) ``record`` is the newest intact ``iter-N`` checkpoint's and ``note``
+    one line naming the damaged file and the checkpoint used instead. Checkpoint files are
+    only published by renaming a complete file, so the highest intact N is the newest state
+    that was saved. A :class:`UserError` naming the damaged file when none is intact.
+    """
+    last_json = os.path.join(folder(run_dir), "last.json")
+    before = None  # look only below the damaged checkpoint's iteration, if one is named
+    try:
+        record = read_record(run_dir, "last")
+    except DamagedRecord as error:
+        damaged, reason = error.path, error.reason
+    else:
+        if record is None:
+            if not _iteration_files(run_dir):
+                return None, None
+            # A kill between the first weights file and its last.json.
+            damaged, reason = last_json, "missing"
+        else:
+            reason = damage(record["path"])
+            if reason is None:
+                return record, None
+            damaged, before = f"the last checkpoint {record['path']}", int(record["iteration"])
+    older = newest_intact(run_dir, before=before)
+    if older is None:
+        raise UserError(f"--resume: {damaged} is damaged ({reason}) and {folder(run_dir)} "
+                        f"holds no intact {'older ' if before is not None else ''}"
+                        "iter-*.weights.h5 checkpoint to continue from")
+    return older, (f"{damaged} is damaged ({reason}); resuming from {older['path']} "
+                   f"(iteration {older['iteration']}) instead")
+
+
+def repair_last(run_dir, record, epoch):
+    """Point ``last.json`` at ``record`` (from :func:`resume_point`), replacing a damaged one,
+    so that everything reading it later (the end of the run, ``export``, Ctrl-C's message)
+    sees the checkpoint the run continued from."""
+    saved = time.localtime(os.path.getmtime(record["path"]))
+    write_json(os.path.join(folder(run_dir), "last.json"),
+               {"weights": record["weights"], "iteration": int(record["iteration"]),
+                "epoch": int(epoch), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S", saved)})
 
 
 def resolve(run_dir, checkpoint="last"):
@@ -114,13 +183,17 @@ def damage(path):
     return None if arrays else "no arrays in the file"
 
 
-def newest_intact(run_dir, before):
-    """``{"path", "iteration", "weights"}`` of the newest readable ``iter-N`` checkpoint with
-    ``N < before``, or ``None``."""
+def _iteration_files(run_dir):
+    """``[(N, path)]`` of the ``iter-N.weights.h5`` files of the run, newest first."""
     files = glob.glob(os.path.join(folder(run_dir), "iter-*.weights.h5"))
-    found = sorted(((int(_PATTERN.search(p).group(1)), p) for p in files), reverse=True)
-    for iteration, path in found:
-        if iteration < before and damage(path) is None:
+    return sorted(((int(_PATTERN.search(p).group(1)), p) for p in files), reverse=True)
+
+
+def newest_intact(run_dir, before=None):
+    """``{"path", "iteration", "weights"}`` of the newest readable ``iter-N`` checkpoint (with
+    ``N < before`` when given), or ``None``."""
+    for iteration, path in _iteration_files(run_dir):
+        if (before is None or iteration < before) and damage(path) is None:
             return {"path": path, "iteration": iteration, "weights": os.path.basename(path)}
     return None
 

@@ -78,21 +78,6 @@ def load_run(run_dir):
                         f"{error}); restore it or start a new run in another --out") from None
 
 
-def _intact_start(run_dir, start):
-    """The checkpoint to resume from: ``last``, or the newest intact one before it when
-    ``last`` is damaged (a disk that filled, a copy cut short), saying so."""
-    problem = checkpoints.damage(start["path"])
-    if problem is None:
-        return start
-    older = checkpoints.newest_intact(run_dir, before=int(start["iteration"]))
-    if older is None:
-        raise UserError(f"--resume: the last checkpoint {start['path']} is damaged ({problem}) "
-                        f"and {checkpoints.folder(run_dir)} holds no intact older one")
-    print(f"note: the last checkpoint {start['path']} is damaged ({problem}); resuming from "
-          f"{older['path']} (iteration {older['iteration']}) instead", file=sys.stderr)
-    return older
-
-
 def _differences(old, new, fields=None):
     old, new = _flatten(old), _flatten(new)
     keys = sorted(set(old) | set(new))
@@ -210,23 +195,28 @@ def _data_record(source, model_config, data_info):
 
 
 def _starting_point(run_dir, model_config, train_config, data_info, resume):
-    """``last.json``'s record to resume from (or the newest intact checkpoint's, when the one it
-    names is damaged), or None for a new run (refusing a folder that already holds one)."""
+    """``(record, repair)``: the checkpoint to resume from, ``last.json``'s or, when it or the
+    file it names is damaged, the newest intact one's (saying so; ``repair`` is then True:
+    ``last.json`` must be pointed at it). ``(None, False)`` for a new run (refusing a folder
+    that already holds one)."""
     if not resume:
         if os.path.exists(checkpoints.folder(run_dir)) and os.listdir(
                 checkpoints.folder(run_dir)):
             raise UserError(f"{run_dir} already holds a training run; pass --resume to "
                             f"continue it or choose another --out folder")
-        return None
+        return None, False
     check_resume(run_dir, model_config, train_config, data_info)
-    start = checkpoints.read_record(run_dir, "last")
+    # Every file a resume reads back is checked before anything is written: a damaged
+    # best.json would otherwise stop the run at its first save, after training. It is not
+    # replaced like last.json: the best checkpoint is not known from the files alone.
+    checkpoints.check_records(run_dir, ("best",))
+    start, note = checkpoints.resume_point(run_dir)
     if start is None:
         raise UserError(f"--resume: {run_dir} has no checkpoint to resume from."
                         + shared_storage_hint())
-    # Every file a resume reads back is checked before run.json is rewritten: a damaged
-    # best.json would otherwise stop the run at its first save, after training.
-    checkpoints.check_records(run_dir)
-    return _intact_start(run_dir, start)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return start, note is not None
 
 
 def _schedule(train_config, num_train):
@@ -242,7 +232,7 @@ def _prepare(run_dir, source, model_config, train_config, *, resume, data_info, 
     """Check the start, lock the folder, build (and restore) the model, write ``run.json``
     and the callbacks."""
     data_info = _data_record(source, model_config, data_info)
-    start = _starting_point(run_dir, model_config, train_config, data_info, resume)
+    start, repair = _starting_point(run_dir, model_config, train_config, data_info, resume)
 
     if train_config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -287,6 +277,8 @@ def _prepare(run_dir, source, model_config, train_config, *, resume, data_info, 
     if chief:
         os.makedirs(run_dir, exist_ok=True)
         write_json(run_file(run_dir), record)
+        if repair:
+            checkpoints.repair_last(run_dir, start, epoch=start_iteration // per_epoch)
 
     examples = training_examples(source, model_config.image_size, train_config.seed)
 

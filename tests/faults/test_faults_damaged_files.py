@@ -1,7 +1,8 @@
 """Every file ``train``, ``export`` and ``sample`` read back, truncated or replaced by a foreign
 one (issue 13): the command exits 2 with one line naming the file and leaves every folder as it
-was, or, where the file can be rebuilt (a torn manifest, the class list sample rewrites),
-finishes with what an undamaged folder gives.
+was, or, where the file can be rebuilt (a torn manifest, the class list sample rewrites,
+``last.json`` from the checkpoints beside it), says so and finishes with what an undamaged
+folder gives.
 
 The kinds of damage are described in ``fault_injection``. tests/test_damaged_files.py holds the
 first cases found (and the end-to-end fallback of ``--resume`` past a truncated checkpoint).
@@ -36,7 +37,6 @@ def run_copy(tiny_run_dir, tmp_path, damaged, kind):
 # -- train --resume ----------------------------------------------------------------------------
 
 TRAIN_CASES = ([("run.json", kind) for kind in ("truncated", "png", "text", "random", "json")]
-               + [("checkpoints/last.json", kind) for kind in ("truncated", "png", "json")]
                + [("checkpoints/best.json", kind) for kind in ("truncated", "json")]
                # The only checkpoint: nothing intact to fall back to; or another model's.
                + [(CHECKPOINT, kind) for kind in ("truncated", "png", "random", "hdf5")])
@@ -50,6 +50,70 @@ def test_train_resume_names_a_damaged_file_and_writes_nothing(tiny_run_dir, tmp_
     result = CliRunner().invoke(cli, ["train", "--out", str(run), "--resume", "--steps", "6",
                                       "--no-export"])
     assert str(run / damaged) in error_line(result)
+    assert snapshot(run) == before
+
+
+LAST = "checkpoints/last.json"
+
+
+def damage_last(run, kind):
+    """``last.json`` damaged as ``kind``, deleted, or naming a weights file that is missing."""
+    if kind == "deleted":
+        (run / LAST).unlink()
+    elif kind == "names a missing file":
+        (run / LAST).write_text(json.dumps({"weights": "iter-00000009.weights.h5",
+                                            "iteration": 9, "epoch": 0}))
+    else:
+        damage(run / LAST, kind)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "png", "json", "deleted", "names a missing file"])
+def test_resume_past_a_damaged_last_json_continues_from_the_newest_intact_checkpoint(
+        tiny_run_dir, tmp_path, kind):
+    """``last.json`` is only a pointer: the checkpoints beside it say where the run was. The
+    run already has its 4 iterations, so the resume loads the checkpoint and stops there."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    damage_last(run, kind)
+    weights = (run / CHECKPOINT).read_bytes()
+    result = CliRunner().invoke(cli, ["train", "--out", str(run), "--resume", "--steps", "4",
+                                      "--no-export"])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if "is damaged" in line]
+    assert len(said) == 1, result.output  # one line, naming the file and what is used instead
+    assert said[0].startswith(f"note: {run / LAST} is damaged ("), said[0]
+    assert said[0].endswith(f"); resuming from {run / CHECKPOINT} (iteration 4) instead")
+    assert "Traceback" not in result.output
+    # last.json names the checkpoint again; the checkpoint itself is untouched.
+    record = json.loads((run / LAST).read_text())
+    assert (record["weights"], record["iteration"]) == ("iter-00000004.weights.h5", 4)
+    assert (run / CHECKPOINT).read_bytes() == weights
+
+
+def test_resume_past_a_damaged_last_json_trains_on(tiny_run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    damage(run / LAST, "truncated")
+    result = CliRunner().invoke(cli, ["train", "--out", str(run), "--resume", "--steps", "5",
+                                      "--no-export"])
+    assert result.exit_code == 0, result.output
+    assert f"{run / LAST} is damaged" in result.output
+    assert "resuming from iteration 4" in result.output and "trained 5 iterations" in result.output
+    assert json.loads((run / LAST).read_text())["iteration"] == 5
+
+
+@pytest.mark.parametrize("kind", ["truncated", "deleted"])
+def test_resume_past_a_damaged_last_json_with_no_intact_checkpoint_refuses(tiny_run_dir,
+                                                                           tmp_path, kind):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    damage_last(run, kind)
+    damage(run / CHECKPOINT, "truncated")
+    before = snapshot(run)
+    result = CliRunner().invoke(cli, ["train", "--out", str(run), "--resume", "--steps", "6",
+                                      "--no-export"])
+    line = error_line(result)
+    assert str(run / LAST) in line and "no intact" in line
     assert snapshot(run) == before
 
 
