@@ -223,10 +223,58 @@ def load_saved_model(model_dir):
     except UserError:
         raise
     except Exception as error:  # DecodeError, OSError, NotFoundError, ValueError, ...
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        found = _damaged_part(model_dir)
+        if found is not None:
+            file, why = found
+            raise UserError(f"cannot load the SavedModel in {model_dir}: {file} is damaged or "
+                            f"missing ({why}); export it again") from None
         raise UserError(f"cannot load the SavedModel in {model_dir}: it is damaged or "
-                        f"incomplete ({type(error).__name__}{': ' + first[:200] if first else ''}"
-                        f"); export it again") from None
+                        f"incomplete ({_summary(error)}); export it again") from None
+
+
+def _summary(error) -> str:
+    """``Type: first line of the message`` (TensorFlow's messages run over many lines)."""
+    text = str(error).strip()
+    first = text.splitlines()[0][:200] if text else ""
+    return f"{type(error).__name__}{': ' + first if first else ''}"
+
+
+def _damaged_part(model_dir: str):
+    """``(file, why)`` for the first file of a SavedModel that does not read back: the graph
+    (``saved_model.pb``), the variables' index, or a variables data shard; ``None`` when each
+    reads (the load failed for another reason).
+
+    ``tf.saved_model.load`` reports a truncated index as "not an sstable" and a truncated data
+    shard as "Read less bytes than requested", without a file name; reading the parts one by
+    one finds which file to name. Every tensor is read, so the shards' checksums are checked.
+    Only run after a load has failed.
+    """
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    graph = _join(model_dir, "saved_model.pb")
+    try:
+        with tf.io.gfile.GFile(graph, "rb") as handle:
+            saved_model_pb2.SavedModel().ParseFromString(handle.read())
+    except Exception as error:  # DecodeError, NotFoundError...
+        return graph, _summary(error)
+    prefix = _join(model_dir, "variables/variables")
+    index = f"{prefix}.index"
+    shards = sorted(tf.io.gfile.glob(f"{prefix}.data-*"))
+    if not _exists(index):
+        return (index, "missing") if shards else None  # no variables at all is allowed
+    data = shards[0] if len(shards) == 1 else f"{prefix}.data-*"
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except Exception as error:
+        # The index is read first; a shard it lists that is absent fails here too.
+        return (index, _summary(error)) if shards else (data, "missing")
+    for key in reader.get_variable_to_dtype_map():
+        try:
+            reader.get_tensor(key)
+        except Exception as error:  # short reads, checksum mismatches
+            return data, _summary(error)
+    return None
 
 
 def signature(loaded, name: str, model_dir: str, hint: str = ""):

@@ -199,9 +199,23 @@ def test_sample_from_a_damaged_model_names_it_and_leaves_out_as_it_was(
     shutil.copytree(outputs[0], out)
     before = snapshot(out)
     line = error_line(sample(version.parent, out, 4))
-    # The SavedModel's own files are named by their folder: the unit to export again.
-    assert str(version / damaged if damaged.endswith(".json") else version) in line
+    assert str(version / damaged) in line  # the file, not only the version folder
     assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("damaged, kind", [("variables/variables.index", "truncated"),
+                                           ("variables/variables.data-00000-of-00001",
+                                            "truncated")])
+def test_evaluate_of_a_damaged_model_names_the_file(tiny_saved_model, tmp_path,
+                                                    reuse_loaded_models, damaged, kind):
+    version = tmp_path / "models" / "hvitgan" / "1"
+    shutil.copytree(tiny_saved_model[1], version)
+    damage(version / damaged, kind)
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["evaluate", "--model", str(version.parent), "--no-fid",
+                                      "--split", "test", "--out", str(report)])
+    assert str(version / damaged) in error_line(result)
+    assert not report.exists()
 
 
 OUT_CASES = ([("manifest.csv", kind) for kind in ("text", "png", "random")]
