@@ -28,6 +28,9 @@ def main(argv=None):
     parser.add_argument("--beta-1", type=float, default=0.0)
     parser.add_argument("--diffaug", default="none", help="DiffAugment policy on the inputs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="FIELD=VALUE",
+                        help="change a discriminator option, prefixed d_ (e.g. d_patch_size=4)")
     args = parser.parse_args(argv)
 
     import keras
@@ -41,6 +44,13 @@ def main(argv=None):
 
     source = open_source(args.data, seed=args.seed)
     config = preset(args.preset, source.num_classes)
+    if args.overrides:
+        from learning import split_overrides
+
+        train_changes, model_changes = split_overrides(args.overrides)
+        if train_changes:
+            raise SystemExit(f"--set: only model options apply here, not {sorted(train_changes)}")
+        config = config.replace(**model_changes)
     size = config.image_size
     keras.utils.set_random_seed(args.seed)
     discriminator = build_discriminator(config.discriminator)
