@@ -39,11 +39,17 @@ def save(model, run_dir, iteration, epoch, extra=None):
     target = os.path.join(folder(run_dir), weights_name(iteration))
     with atomic_path(target, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
-    record = {"weights": os.path.basename(target), "iteration": int(iteration),
-              "epoch": int(epoch), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    record.update(extra or {})
-    write_json(os.path.join(folder(run_dir), "last.json"), record)
+    record = _point_last(run_dir, os.path.basename(target), iteration, epoch, time.localtime(),
+                         extra)
     prune(run_dir)
+    return record
+
+
+def _point_last(run_dir, weights, iteration, epoch, saved, extra=None):
+    """Write ``last.json`` naming ``weights`` (saved at ``saved``, a ``time.struct_time``)."""
+    record = {"weights": weights, "iteration": int(iteration), "epoch": int(epoch),
+              "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S", saved), **(extra or {})}
+    write_json(os.path.join(folder(run_dir), "last.json"), record)
     return record
 
 
@@ -80,13 +86,13 @@ def _read_record_file(path):
     return record
 
 
-def check_records(run_dir, which=("last", "best")):
-    """Read ``last.json`` and ``best.json`` (where they exist) so that a damaged one is named
-    before a resumed run writes anything: ``prune`` reads both at every save."""
-    for name in which:
-        path = os.path.join(folder(run_dir), f"{name}.json")
-        if os.path.exists(path):
-            _read_record_file(path)
+def check_best(run_dir):
+    """Read ``best.json`` (where it exists) so that a damaged one is named before a resumed run
+    writes anything: ``prune`` reads it at every save. (``last.json`` is checked, and replaced
+    when damaged, by :func:`resume_point`.)"""
+    path = os.path.join(folder(run_dir), "best.json")
+    if os.path.exists(path):
+        _read_record_file(path)
 
 
 def read_record(run_dir, which="last"):
@@ -145,10 +151,8 @@ def repair_last(run_dir, record, epoch):
     """Point ``last.json`` at ``record`` (from :func:`resume_point`), replacing a damaged one,
     so that everything reading it later (the end of the run, ``export``, Ctrl-C's message)
     sees the checkpoint the run continued from."""
-    saved = time.localtime(os.path.getmtime(record["path"]))
-    write_json(os.path.join(folder(run_dir), "last.json"),
-               {"weights": record["weights"], "iteration": int(record["iteration"]),
-                "epoch": int(epoch), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S", saved)})
+    _point_last(run_dir, record["weights"], record["iteration"], epoch,
+                time.localtime(os.path.getmtime(record["path"])))
 
 
 def resolve(run_dir, checkpoint="last"):

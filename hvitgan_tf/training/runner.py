@@ -209,7 +209,7 @@ def _starting_point(run_dir, model_config, train_config, data_info, resume):
     # Every file a resume reads back is checked before anything is written: a damaged
     # best.json would otherwise stop the run at its first save, after training. It is not
     # replaced like last.json: the best checkpoint is not known from the files alone.
-    checkpoints.check_records(run_dir, ("best",))
+    checkpoints.check_best(run_dir)
     start, note = checkpoints.resume_point(run_dir)
     if start is None:
         raise UserError(f"--resume: {run_dir} has no checkpoint to resume from."
