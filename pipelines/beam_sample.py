@@ -166,14 +166,18 @@ def make_parser() -> argparse.ArgumentParser:
     add("--class-ratio", help="how --num is split: 0.5,0.5 or tumor=0.7,normal=0.3")
     add("--classes", help="comma-separated class names or ids (default: all)")
     add("--threshold", type=float, default=plan.DEFAULT_THRESHOLD,
-        help="keep an image when the class head gives its label this probability, in [0, 1)")
+        help="keep an image when the class head gives its label this probability, in [0, 1) "
+             "(default %(default)s)")
     add("--truncation", type=float, default=1.0, help="truncation psi of the noise, >= 0")
     add("--seed", type=int, default=0, help="run seed (the CLI's --seed: same seed, same images)")
-    add("--batch-size", type=_positive_int, default=64,
-        help="largest batch RunInference sends to the model (does not change the images)")
-    add("--shard-size", type=_positive_int, default=1024, help="records per TFRecord shard")
+    add("--batch-size", type=_positive_int, default=plan.DEFAULT_BATCH_SIZE,
+        help="largest batch RunInference sends to the model (does not change the images; "
+             "default %(default)s)")
+    add("--shard-size", type=_positive_int, default=plan.DEFAULT_SHARD_SIZE,
+        help="records per TFRecord shard (default %(default)s)")
     add("--max-attempts", type=_positive_int,
-        help="cap on attempts per class, counting earlier runs into OUT (default 20 x quota)")
+        help="cap on attempts per class, counting earlier runs into OUT (default "
+             f"{plan.DEFAULT_ATTEMPTS_PER_IMAGE} x quota)")
     add("--attempts-per-class", type=_positive_int,
         help="attempts each short class gets in this run (default: missing / "
              "--expected-acceptance)")

@@ -7,7 +7,8 @@ import os
 
 import click
 
-from hvitgan_tf.sampling.plan import DEFAULT_THRESHOLD
+from hvitgan_tf.sampling.plan import (DEFAULT_ATTEMPTS_PER_IMAGE, DEFAULT_BATCH_SIZE,
+                                      DEFAULT_SHARD_SIZE, DEFAULT_THRESHOLD)
 
 FORMAT_CHOICES = {"png": ("png",), "tfrecord": ("tfrecord",), "both": ("png", "tfrecord")}
 
@@ -34,7 +35,7 @@ FORMAT_CHOICES = {"png": ("png",), "tfrecord": ("tfrecord",), "both": ("png", "t
 @click.option("--truncation", type=float, default=1.0, metavar="PSI",
               help="Truncate the noise at +-PSI (>= 0; smaller: more typical images, less "
                    "variety; 0: one image per class).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64,
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE,
               help="Images generated per model call (does not change which images are kept).")
 @click.option("--seed", type=int, default=0,
               help="Run seed: the same seed gives byte-identical files.")
@@ -42,8 +43,10 @@ FORMAT_CHOICES = {"png": ("png",), "tfrecord": ("tfrecord",), "both": ("png", "t
               default="png", help="PNG folder, TFRecord shards, or both.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None, metavar="N",
               help="Give up on a class after N generated images (per class, counting earlier "
-                   "runs into the same folder).  [default: 20 x the class's quota]")
-@click.option("--shard-size", type=click.IntRange(min=1), default=1024, metavar="N",
+                   "runs into the same folder).  [default: "
+                   f"{DEFAULT_ATTEMPTS_PER_IMAGE} x the class's quota]")
+@click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE,
+              metavar="N",
               help="Records per TFRecord shard.")
 @click.option("--preview", type=click.Path(dir_okay=False), default=None, metavar="PNG",
               help="Also save a grid of kept vs rejected samples per class to this file.")

@@ -7,9 +7,9 @@ images split by a class ratio (default uniform). Everything is checked here, bef
 loaded, and every mistake is a one-line ``UserError`` naming the valid choices. From the rate
 measured on the first batches, :class:`PlanEstimate` extrapolates the time and disk the rest
 will take, and says so when that is more than a day or more than the free space (a warning:
-the plan still runs). The defaults of the selection (``DEFAULT_THRESHOLD``, the attempt cap) live
-here too, so the CLI and the Beam pipeline read them before anything heavy is imported. No
-TensorFlow.
+the plan still runs). The defaults of a sampling run (``DEFAULT_THRESHOLD``, the attempt cap,
+``DEFAULT_BATCH_SIZE``, ``DEFAULT_SHARD_SIZE``) live here too, so the CLI and the Beam pipeline
+read them before anything heavy is imported. No TensorFlow.
 """
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ from hvitgan_tf.errors import UserError
 DEFAULT_THRESHOLD = 0.8
 #: Default cap on attempts per class, as a multiple of the class's quota (``--max-attempts``).
 DEFAULT_ATTEMPTS_PER_IMAGE = 20
+#: Default ``--batch-size``: images generated per model call (the CLI's loop, ``sample()``) or
+#: the largest batch RunInference hands the model (Beam). It changes speed, never the images.
+DEFAULT_BATCH_SIZE = 64
+#: Default ``--shard-size``: records per ``samples-NNNNN.tfrecord`` shard, in the CLI and Beam.
+DEFAULT_SHARD_SIZE = 1024
 
 ClassSpec = Union[None, str, Sequence[Union[str, int]]]
 RatioSpec = Union[None, str, Sequence[float], Mapping[Union[str, int], float]]

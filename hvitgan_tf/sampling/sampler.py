@@ -46,8 +46,6 @@ from hvitgan_tf.sampling.writers import (FORMATS, MANIFEST, BackgroundWriter, Ke
                                          OutputFolder, SampleWriter, bytes_per_sample,
                                          check_class_names)
 
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_SHARD_SIZE = 1024
 # Attempts planned per missing image beyond the observed acceptance rate (a little slack, so
 # that the last batch of a class usually fills it instead of needing one more batch).
 _SLACK = 1.1
@@ -187,9 +185,9 @@ def sample(model_dir, out_dir, **options):
 
 def _sample(model_dir, out_dir, *, per_class: Optional[int] = None, num: Optional[int] = None,
            class_ratio=None, classes=None, threshold: float = plan.DEFAULT_THRESHOLD,
-           truncation: float = 1.0, batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0,
+           truncation: float = 1.0, batch_size: int = plan.DEFAULT_BATCH_SIZE, seed: int = 0,
            formats: Sequence[str] = ("png",), max_attempts: Optional[int] = None,
-           shard_size: int = DEFAULT_SHARD_SIZE, progress: bool = True,
+           shard_size: int = plan.DEFAULT_SHARD_SIZE, progress: bool = True,
            model=None) -> SampleReport:
     """Fill ``out_dir`` with kept samples of the model at ``model_dir`` (see module docstring).
 
