@@ -140,8 +140,8 @@ def main(argv=None):
             or steps_per_epoch(source.num_examples("train"), train_config.batch_size,
                                train_config.n_critic))
         probe.every = max(1, total // 6)
-    train(run_dir, source, model_config, train_config, verbose=0,
-          data_info={"spec": args.data, "seed": args.seed}, extra_callbacks=[probe])
+    # No data_info: run.json records the selection the source was opened with (spec, seed).
+    train(run_dir, source, model_config, train_config, verbose=0, extra_callbacks=[probe])
 
     result = {
         "benchmark": "learning",

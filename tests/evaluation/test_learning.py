@@ -107,3 +107,6 @@ def test_learning_benchmark_runs_end_to_end(tmp_path):
         assert (out / name).stat().st_size > 0
     last = json.loads(result.stdout.strip().splitlines()[-1])
     assert last["summary"]["iteration"] == 2
+    # learning.py hands train() no data_info: run.json still names the selection it trained on.
+    data = json.loads((out / "run" / "run.json").read_text())["data"]
+    assert (data["spec"], data["seed"], data["limit"], data["fraction"]) == ("demo", 0, None, None)
