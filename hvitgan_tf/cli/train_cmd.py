@@ -48,6 +48,11 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
               help=f"DiffAugment policy applied to everything the critic sees ('none' to "
                    f"disable). The paper's: {PAPER_DIFFAUG} (rotation makes mirrored "
                    f"classes identical, cutout slows the class head; docs/method.md).")
+@click.option("--class-diffaug", default=TrainConfig.class_diffaug, metavar="POLICY",
+              help="DiffAugment policy of the images the class losses are computed on, or "
+                   "'same': the critic's images, the paper's form. The default keeps random "
+                   "translations away from the class head, which barely learns under them "
+                   "(docs/method.md).")
 @click.option("--loss-weighting", type=click.Choice(LOSS_WEIGHTING_MODES), default="temperature",
               help="How the three auxiliary cross-entropies are combined (docs/method.md §4).")
 @click.option("--weight-adversarial", is_flag=True,

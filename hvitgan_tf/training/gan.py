@@ -24,7 +24,7 @@ from hvitgan_tf.training.diffaugment import DiffAugment
 from hvitgan_tf.training.optimizers import FusedAdam
 
 # Purposes that key the stateless random streams of one iteration (any distinct ints work).
-_NOISE, _FAKE_LABELS, _ALPHA, _AUG_REAL, _AUG_FAKE, _AUG_MIX = range(6)
+_NOISE, _FAKE_LABELS, _ALPHA, _AUG_REAL, _AUG_FAKE, _AUG_MIX, _AUG_CLASS = range(7)
 
 # Loss components tracked every step (name -> description, for the docs and TensorBoard).
 METRIC_NAMES = (
@@ -75,6 +75,9 @@ class HViTGAN(keras.Model):
         self.ema_generator.set_weights(self.generator.get_weights())
         self.ema_generator.trainable = False
         self.augment = DiffAugment(train_config.diffaug)
+        # The class losses' own view of the images (class_diffaug), or None: the critic's.
+        self.class_augment = (DiffAugment(train_config.class_diffaug)
+                              if train_config.separate_class_view else None)
         group = model_config.discriminator.minibatch_std_group
         if group and train_config.batch_size % group:
             raise UserError(f"batch_size {train_config.batch_size} must be a multiple of the "
@@ -168,6 +171,13 @@ class HViTGAN(keras.Model):
             "aug_mix": self.augment.sample_params(global_batch, size,
                                                   self._seed(step, _AUG_MIX, micro)),
         }
+        if self.class_augment is not None:  # reals then fakes, one draw
+            draws["aug_class"] = self.class_augment.sample_params(
+                2 * global_batch, size, self._seed(step, _AUG_CLASS, micro))
+            draws["aug_class_real"] = DiffAugment.slice_params(draws["aug_class"], 0,
+                                                               global_batch)
+            draws["aug_class_fake"] = DiffAugment.slice_params(draws.pop("aug_class"),
+                                                               global_batch, 2 * global_batch)
         return self._replica_rows(draws, offset, local_batch)
 
     # -- cross-replica helpers -----------------------------------------------------------------
@@ -379,6 +389,17 @@ class HViTGAN(keras.Model):
                                      tf.cast(draws["fake_labels"], tf.int32)], 0))
         d_real, d_fake = source[:local], source[local:]
         logits_real, logits_fake = logits[:local], logits[local:]
+        if self.class_augment is not None:
+            # The class losses' own pass. Without CE_3 it reads the reals only, and the logged
+            # accuracy on fakes stays the critic pass's.
+            if cfg.d_class_on_fakes:
+                class_params = tf.nest.map_structure(
+                    lambda r, f: tf.concat([r, f], 0), draws["aug_class_real"],
+                    draws["aug_class_fake"])
+                class_logits = self._class_logits(tf.concat([real, fake], 0), class_params)
+                logits_real, logits_fake = class_logits[:local], class_logits[local:]
+            else:
+                logits_real = self._class_logits(real, draws["aug_class_real"])
         norms = L.critic_input_gradient_norm(lambda x: critic_score(x, draws["aug_mix"]), mix)
         gp = tf.reduce_sum(L.gradient_penalty(norms)) * per_example
         # docs/method.md §4 drift: ε · (E[D(A(x))])², the square of the *global* mean real score.
@@ -417,6 +438,12 @@ class HViTGAN(keras.Model):
             "s_ce_real": s[0], "s_ce_fake_d": s[1],
         }
 
+    def _class_logits(self, images, params):
+        """The class head's logits ``[N, C]`` float32 on the class losses' own view of
+        ``images`` (``class_diffaug``)."""
+        _, logits = self.discriminator(self.class_augment.apply(images, params), training=True)
+        return tf.cast(logits, tf.float32)
+
     def generator_terms(self, draws, per_example, replicas=1):
         """The terms of L_G, each as it enters the sum (``adversarial``: -E[D(x̃)];
         ``class_fake``: the weighted CE_1), the logged values, and the generated images."""
@@ -426,6 +453,8 @@ class HViTGAN(keras.Model):
                                             training=True)
         adv_g = -tf.reduce_sum(_project(cfg, source, logits, draws["fake_labels"])) \
             * per_example
+        if self.class_augment is not None:
+            logits = self._class_logits(fake, draws["aug_class_fake"])
         ce_g = tf.reduce_sum(
             L.classification_cross_entropy(draws["fake_labels"], logits)) * per_example
         if cfg.weight_adversarial:
@@ -530,27 +559,43 @@ PENALTY_MULTIPLIER = model_flops.ForwardFlops(6, 9)
 CLASS_GRADIENT_MULTIPLIER = model_flops.ForwardFlops(2, 2)
 
 
+def class_view_images(train_config) -> int:
+    """Images per critic image of the class losses' own discriminator pass (``iteration_flops``):
+    0 when they read the critic's batch, 1 (reals) or 2 (reals and fakes, with CE_3)."""
+    if not train_config.separate_class_view:
+        return 0
+    return 2 if train_config.d_class_on_fakes else 1
+
+
 def _times(multiplier, forward):
     return (multiplier.weights * forward.weights + multiplier.attention * forward.attention)
 
 
-def iteration_flops(model_config, batch_size, n_critic, class_gradient_share=0.0):
+def iteration_flops(model_config, batch_size, n_critic, class_gradient_share=0.0,
+                    class_view_images=0):
     """Analytic FLOPs of one ``train_step`` (docs/method.md §4) with ``batch_size`` images per
     critic step.
 
     Per critic step: G forward on the fakes (no gradient), D forward + backward on reals and
     fakes together (2 x batch), the penalty on the interpolates, and with a class-gradient
     floor (``class_gradient_share`` > 0) a second backward pass for the class losses.
-    Generator update: G forward + backward, D forward + input gradient. Matrix products only,
-    as in :mod:`hvitgan_tf.models.flops`; returns a dict of FLOP counts (ints).
+    Generator update: G forward + backward, D forward + input gradient. With a separate class
+    view (``class_diffaug``), ``class_view_images`` per critic image (1: reals, 2: reals and
+    fakes for CE_3) go through D once more, forward and backward, and the generator update
+    runs D on its fakes a second time; the class floor's backward then runs through that pass
+    alone, so it costs nothing extra. Matrix products only, as in :mod:`hvitgan_tf.models.flops`;
+    returns a dict of FLOP counts (ints).
     """
     g = model_flops.generator_forward(model_config.generator)
     d = model_flops.discriminator_forward(model_config.discriminator)
     critic = batch_size * (g.total + 2 * _times(TRAIN_MULTIPLIER, d)
                            + _times(PENALTY_MULTIPLIER, d))
-    if class_gradient_share > 0:
-        critic += batch_size * 2 * _times(CLASS_GRADIENT_MULTIPLIER, d)
     generator = batch_size * (_times(TRAIN_MULTIPLIER, g) + _times(INPUT_GRADIENT_MULTIPLIER, d))
+    if class_view_images:
+        critic += batch_size * class_view_images * _times(TRAIN_MULTIPLIER, d)
+        generator += batch_size * _times(INPUT_GRADIENT_MULTIPLIER, d)
+    elif class_gradient_share > 0:
+        critic += batch_size * 2 * _times(CLASS_GRADIENT_MULTIPLIER, d)
     return {
         "generator_forward_per_image": g.total,
         "discriminator_forward_per_image": d.total,

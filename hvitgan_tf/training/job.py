@@ -31,7 +31,7 @@ TRAIN_SETTINGS = {
     "weight_adversarial": "weight_adversarial", "mixed_precision": "mixed_precision",
     "class_gradient_share": "class_gradient_share", "d_class_on_fakes": "d_class_on_fakes",
     "g_class_gradient_share": "g_class_gradient_share", "critic_projection": "critic_projection",
-    "class_warmup": "class_warmup",
+    "class_warmup": "class_warmup", "class_diffaug": "class_diffaug",
     "jit": "jit", "seed": "seed", "strategy": "strategy",
     "checkpoint_every": "checkpoint_every",
 }

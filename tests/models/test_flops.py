@@ -6,7 +6,7 @@ from tensorflow.python.profiler import model_analyzer, option_builder
 
 from hvitgan_tf.models import build_discriminator, build_generator, flops, preset
 from hvitgan_tf.training.config import TrainConfig
-from hvitgan_tf.training.gan import HViTGAN, iteration_flops
+from hvitgan_tf.training.gan import HViTGAN, class_view_images, iteration_flops
 
 
 def matmul_flops(graph):
@@ -43,16 +43,22 @@ def test_forward_flops_grow_as_the_spec_says():
         preset("small", num_classes=2).generator).total
 
 
-@pytest.mark.parametrize("share", [0.0, 1.0])  # the paper's plain sum; the default floor
-def test_iteration_flops_match_the_traced_training_step(share):
+# The paper's plain sum and the default floor, each with the class losses reading the critic's
+# batch (the paper) or their own pass (the default class_diffaug), without and with CE_3.
+@pytest.mark.parametrize("share", [0.0, 1.0])
+@pytest.mark.parametrize("class_diffaug,on_fakes", [("same", False), ("none", False),
+                                                    ("none", True)])
+def test_iteration_flops_match_the_traced_training_step(share, class_diffaug, on_fakes):
     """One train_step's profiled matmuls: the outer graph plus n_critic calls of the nested
     critic function. The analytic multiples of a forward pass (3x for backprop, 6x/9x under
     the penalty's double backward, 2x more for the class floor's own backward) must land
     within a few per cent of what TensorFlow builds."""
     cfg = preset("tiny", num_classes=2)
     batch, n_critic = 4, 2
-    model = HViTGAN(cfg, TrainConfig(batch_size=batch, n_critic=n_critic, diffaug="color",
-                                     class_gradient_share=share), [1, 1])
+    train_config = TrainConfig(batch_size=batch, n_critic=n_critic, diffaug="color",
+                               class_gradient_share=share, class_diffaug=class_diffaug,
+                               d_class_on_fakes=on_fakes)
+    model = HViTGAN(cfg, train_config, [1, 1])
     model.compile()
     spec = (tf.TensorSpec([batch, n_critic, cfg.image_size, cfg.image_size, 3]),
             tf.TensorSpec([batch, n_critic], tf.int32))
@@ -61,5 +67,6 @@ def test_iteration_flops_match_the_traced_training_step(share):
     nested = [f for f in concrete.graph._functions.values() if hasattr(f, "graph")]
     assert nested, "the critic update is expected to be one nested function"
     traced = outer + n_critic * sum(matmul_flops(f.graph) for f in nested)
-    analytic = iteration_flops(cfg, batch, n_critic, class_gradient_share=share)["iteration"]
+    analytic = iteration_flops(cfg, batch, n_critic, class_gradient_share=share,
+                               class_view_images=class_view_images(train_config))["iteration"]
     assert abs(traced - analytic) / analytic < 0.03, (traced, analytic)
