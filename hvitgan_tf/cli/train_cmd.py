@@ -53,6 +53,11 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
                    "'same': the critic's images, the paper's form. The default keeps random "
                    "translations away from the class head, which barely learns under them "
                    "(docs/method.md).")
+@click.option("--mode-seeking", type=click.FloatRange(min=0), default=TrainConfig.mode_seeking,
+              metavar="WEIGHT",
+              help="Weight of a mode-seeking term for the generator: two images of one label "
+                   "are pushed apart by how far apart their noises are (against one image "
+                   "per label). 0: off, the paper's form.")
 @click.option("--loss-weighting", type=click.Choice(LOSS_WEIGHTING_MODES), default="temperature",
               help="How the three auxiliary cross-entropies are combined (docs/method.md §4).")
 @click.option("--weight-adversarial", is_flag=True,

@@ -71,6 +71,9 @@ class TrainConfig:
     # steps, 0.89 on clean images), so by default it sees colour changes only and the critic
     # keeps its translations; this costs a second, cheaper discriminator pass per step.
     class_diffaug: str = DEFAULT_CLASS_DIFFAUG
+    # Weight of a mode-seeking term in L_G (Mao et al. 2019): pairs of fakes of one label are
+    # pushed apart in proportion to how far apart their noises are. 0: the paper.
+    mode_seeking: float = 0.0
     seed: int = 0
     mixed_precision: bool = False  # mixed_bfloat16
     jit: bool = False  # XLA; ignored (with a warning) under a multi-device strategy
@@ -91,7 +94,7 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("gp_weight", "drift_weight", "clip_norm", "checkpoint_every", "class_warmup",
-                     "class_gradient_share", "g_class_gradient_share"):
+                     "class_gradient_share", "g_class_gradient_share", "mode_seeking"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (0.0 <= self.beta_1 < 1.0 and 0.0 <= self.beta_2 < 1.0):
@@ -130,19 +133,20 @@ class TrainConfig:
 #: What a run saved before a field existed trained with (the paper's form of each departure).
 BEFORE_FIELD_EXISTED = {"class_gradient_share": 0.0, "g_class_gradient_share": 0.0,
                         "d_class_on_fakes": True, "critic_projection": False,
-                        "class_warmup": 0, "class_diffaug": SAME_AS_CRITIC}
+                        "class_warmup": 0, "class_diffaug": SAME_AS_CRITIC, "mode_seeking": 0.0}
 #: The paper's values of the fields whose defaults depart from it (docs/method.md §11).
 PAPER_TRAIN_SETTINGS = {"lr_g": 1e-4, "n_critic": 4, "class_gradient_share": 0.0,
                         "g_class_gradient_share": 0.0, "d_class_on_fakes": True,
                         "critic_projection": False, "class_warmup": 0,
-                        "diffaug": PAPER_DIFFAUG, "class_diffaug": SAME_AS_CRITIC}
+                        "diffaug": PAPER_DIFFAUG, "class_diffaug": SAME_AS_CRITIC,
+                        "mode_seeking": 0.0}
 
 # Fields that define which numbers the data stream and random draws produce: changing them on
 # --resume would silently turn the run into a different experiment.
 STREAM_FIELDS = ("batch_size", "n_critic", "seed", "diffaug", "loss_weighting",
                  "weight_adversarial", "steps_per_epoch", "class_gradient_share",
                  "g_class_gradient_share", "d_class_on_fakes", "critic_projection",
-                 "class_warmup", "class_diffaug")
+                 "class_warmup", "class_diffaug", "mode_seeking")
 
 #: Upper bound of the class-gradient boost (``class_gradient_share``): when a class loss is
 #: nearly solved its gradient is tiny, and scaling it up without bound would amplify noise.

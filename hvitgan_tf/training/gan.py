@@ -46,6 +46,7 @@ METRIC_NAMES = (
     "s_ce_fake_d",  # s_3
     "class_boost_d",  # factor on the class losses' gradient in D (class_gradient_share)
     "class_boost_g",  # the same in G
+    "ms_ratio",  # mode seeking: mean |G(z1, y) - G(z2, y)| / |z1 - z2| over pairs (0 when off)
 )
 
 
@@ -448,6 +449,8 @@ class HViTGAN(keras.Model):
         """The terms of L_G, each as it enters the sum (``adversarial``: -E[D(x̃)];
         ``class_fake``: the weighted CE_1), the logged values, and the generated images."""
         cfg = self.train_config
+        if cfg.mode_seeking:
+            draws = {**draws, "fake_labels": _paired_labels(draws["fake_labels"])}
         fake = self.generator([draws["z"], draws["fake_labels"]], training=True)
         source, logits = self.discriminator(self.augment.apply(fake, draws["aug_fake"]),
                                             training=True)
@@ -466,7 +469,17 @@ class HViTGAN(keras.Model):
             adversarial = adv_g
             s = self.g_task_weights.log_variances()
         terms = {"adversarial": adversarial, "class_fake": class_fake}
-        return terms, {"adv_g": adv_g, "ce_fake_g": ce_g, "s_ce_fake_g": s[0]}, fake
+        ratio = tf.constant(0.0)
+        if cfg.mode_seeking:
+            ratios = _mode_seeking_ratios(fake, draws["z"])
+            pairs = tf.cast(tf.shape(ratios)[0], tf.float32)
+            # The mean over this replica's pairs, weighted by its share of the global batch.
+            share = per_example * tf.cast(tf.shape(fake)[0], tf.float32)
+            terms["mode_seeking"] = cfg.mode_seeking * share * tf.reduce_sum(
+                1.0 / (ratios + MODE_SEEKING_EPSILON)) / pairs
+            ratio = tf.reduce_sum(ratios) / pairs * share
+        return terms, {"adv_g": adv_g, "ce_fake_g": ce_g, "s_ce_fake_g": s[0],
+                       "ms_ratio": ratio}, fake
 
     def _generator_update(self, draws, per_example, replicas, generator_on=None):
         # Only G's weights: the critic's weights are read in here too, and an auto-watching tape
@@ -491,6 +504,28 @@ class HViTGAN(keras.Model):
                          for g in gradients]
         self.g_optimizer.apply(self._clip(gradients), self.g_variables)
         return {"g_loss": g_loss, "class_boost_g": boost, **stats}
+
+
+#: Keeps the mode-seeking term finite when two images of a pair coincide.
+MODE_SEEKING_EPSILON = 1e-5
+
+
+def _paired_labels(labels):
+    """Labels whose second half repeats the first (``[a, b, c, d, e] -> [a, b, a, b, e]``), so
+    that image ``i`` and image ``i + n // 2`` ask for the same class with different noise."""
+    half = tf.shape(labels)[0] // 2
+    return tf.concat([labels[:half], labels[:half], labels[2 * half:]], 0)
+
+
+def _mode_seeking_ratios(images, z):
+    """``[n // 2]``: mean |x_i - x_j| / mean |z_i - z_j| for the pairs (i, i + n // 2) of
+    :func:`_paired_labels` (the ratio of Mao et al. 2019, "mode seeking" GANs)."""
+    half = tf.shape(images)[0] // 2
+    images = tf.cast(images, tf.float32)
+    first, second = images[:half], images[half:2 * half]
+    image_distance = tf.reduce_mean(tf.abs(first - second), axis=[1, 2, 3])
+    z_distance = tf.reduce_mean(tf.abs(z[:half] - z[half:2 * half]), axis=1)
+    return image_distance / z_distance
 
 
 def _project(cfg, source, logits, labels):

@@ -1,0 +1,43 @@
+"""mode_seeking: fakes of one label with different noise are pushed apart (Mao et al. 2019)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hvitgan_tf.training import gan as G
+from hvitgan_tf.training.gan import HViTGAN
+
+
+def test_pairs_ask_for_the_same_label():
+    labels = tf.constant([3, 1, 4, 1, 5])
+    assert G._paired_labels(labels).numpy().tolist() == [3, 1, 3, 1, 5]
+
+
+def test_ratio_is_image_distance_over_noise_distance():
+    images = tf.constant(np.stack([np.zeros((2, 2, 3)), np.ones((2, 2, 3)),
+                                   np.full((2, 2, 3), 0.5), np.ones((2, 2, 3))]), tf.float32)
+    z = tf.constant([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    # Pairs (0, 2): |0 - 0.5| / |0 - 2| = 0.25; (1, 3): identical images -> 0.
+    np.testing.assert_allclose(G._mode_seeking_ratios(images, z).numpy(), [0.25, 0.0])
+
+
+def test_the_term_is_in_the_generator_loss_and_pushes_a_pair_apart(tiny_model_config,
+                                                                   tiny_train_config):
+    config = tiny_train_config.replace(diffaug="none", loss_weighting="none", mode_seeking=1.0)
+    model = HViTGAN(tiny_model_config, config, [16, 16])
+    model.compile()
+    draws = model._draw(model.iterations_done, 0, 6, 0, 6)
+    with tf.GradientTape() as tape:
+        terms, stats, fake = model.generator_terms(draws, 1.0 / 6)
+    ratios = G._mode_seeking_ratios(fake, draws["z"])
+    assert float(terms["mode_seeking"]) == pytest.approx(
+        float(tf.reduce_mean(1.0 / (ratios + G.MODE_SEEKING_EPSILON))), rel=1e-5)
+    assert float(stats["ms_ratio"]) == pytest.approx(float(tf.reduce_mean(ratios)), rel=1e-5)
+    # Descending the term moves the two images of each pair apart.
+    gradient = tape.gradient(terms["mode_seeking"], fake)
+    moved = fake - 1e-2 * gradient / tf.reduce_max(tf.abs(gradient))
+    assert float(tf.reduce_mean(G._mode_seeking_ratios(moved, draws["z"]))) > float(
+        tf.reduce_mean(ratios))
+
+    off, _ = HViTGAN(tiny_model_config, tiny_train_config.replace(diffaug="none"),
+                     [16, 16]).generator_terms(draws, 1.0 / 6)[:2]
+    assert "mode_seeking" not in off
