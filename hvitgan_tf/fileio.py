@@ -1,9 +1,13 @@
 """Atomic file output: write under a temporary name in the destination folder, then rename.
 
 A crash (or ``kill -9``) at any moment leaves either the old file or the new one, never a
-half-written one; ``os.replace`` is atomic within one file system.
+half-written one; ``os.replace`` is atomic within one file system. A full disk removes the
+temporary and is raised as :class:`NoSpaceLeft` naming the file, the one disk-full error of the
+package (:func:`is_disk_full` recognises the forms the writers underneath raise). Also here:
+the per-folder writer locks.
 """
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -11,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 
 from hvitgan_tf.errors import UserError
@@ -46,28 +51,108 @@ class DamagedJSONError(UserError, json.JSONDecodeError):
                 f"column {self.colno})")
 
 
+# -- a full disk -----------------------------------------------------------------------------
+
+#: The errors of a full file system and of an exhausted quota.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """ENOSPC / EDQUOT from Python (h5py and PIL raise them as ``OSError`` too), or TensorFlow's
+    form of it: its file writers (TFRecord, event files, SavedModel) raise
+    ``ResourceExhaustedError`` with the system's message. That class also means "out of
+    memory", so for TensorFlow the message decides."""
+    if isinstance(error, OSError):
+        return error.errno in _DISK_FULL
+    tf = sys.modules.get("tensorflow")
+    return (tf is not None and isinstance(error, tf.errors.ResourceExhaustedError)
+            and any(os.strerror(code) in str(error) for code in _DISK_FULL))
+
+
+class NoSpaceLeft(UserError, OSError):
+    """The disk (or the user's quota) filled up while writing ``path``.
+
+    ``aftermath`` says what the failure leaves and how to go on; the code that knows (the
+    command that was running) adds it with :meth:`then`, so the user reads one line:
+    "no space left on device writing PATH: AFTERMATH". Also an ``OSError`` with errno
+    ENOSPC, so callers that handle a full disk's ``OSError`` keep doing so."""
+
+    def __init__(self, path, aftermath=None):
+        OSError.__init__(self, errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+        self.path = os.fspath(path)
+        self.aftermath = aftermath
+
+    def __str__(self):
+        return f"no space left on device writing {self.path}" + (
+            f": {self.aftermath}" if self.aftermath else "")
+
+    def then(self, aftermath):
+        """The same failure, with ``aftermath`` added to what it already says."""
+        said = "; ".join(part for part in (self.aftermath, aftermath) if part)
+        return NoSpaceLeft(self.path, said)
+
+    @classmethod
+    def of(cls, error, default_path):
+        """``error`` (a full disk, :func:`is_disk_full`) as a :class:`NoSpaceLeft`: itself, or
+        one naming the file the error names, else ``default_path``."""
+        if isinstance(error, NoSpaceLeft):
+            return error
+        filename = getattr(error, "filename", None)
+        return cls(filename if isinstance(filename, str) and filename else default_path)
+
+
+@contextlib.contextmanager
+def naming_disk_full(path):
+    """Raise a full disk met inside the block as :class:`NoSpaceLeft` naming ``path`` (what
+    the block writes). One that already names a path is left as it is: the innermost writer
+    knows best."""
+    try:
+        yield
+    except NoSpaceLeft:
+        raise
+    except Exception as error:
+        if is_disk_full(error):
+            raise NoSpaceLeft(path) from error
+        raise
+
+
+def check_room(path, needed):
+    """Raise :class:`NoSpaceLeft` naming ``path`` when its folder has less than ``needed``
+    bytes free. For writers that do not fail cleanly on a full disk: HDF5 (Keras's weights
+    files) reports ENOSPC again for every object it frees and can then crash the process, so
+    a checkpoint is not started without room for it."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if shutil.disk_usage(folder).free < needed:
+        raise NoSpaceLeft(path)
+
+
+# -- atomic writes ---------------------------------------------------------------------------
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=None):
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
 
     For writers that want a file name rather than a handle (h5py, Keras ``save_weights``,
-    PIL). ``suffix`` keeps an extension some writers insist on (``.weights.h5``).
+    PIL). ``suffix`` keeps an extension some writers insist on (``.weights.h5``). On any
+    failure the temporary file is removed; a full disk is raised as :class:`NoSpaceLeft`
+    naming ``path``.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     if suffix is None:
         suffix = "".join(_extensions(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    os.chmod(tmp, file_mode())
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    with naming_disk_full(path):
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+        os.close(fd)
+        try:
+            os.chmod(tmp, file_mode())
+            yield tmp
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            raise
 
 
 @contextlib.contextmanager
@@ -164,20 +249,22 @@ def atomic_directory(path):
     Used for SavedModel versions: TF Serving watches the parent folder and must never see a
     half-written version. Fails if ``path`` already exists (versions are never overwritten).
     The temporary folder is named after this process (see :func:`_writer_prefix`); first, the
-    ones that killed writers left in the parent are removed.
+    ones that killed writers left in the parent are removed. On any failure the temporary
+    folder is removed; a full disk is raised as :class:`NoSpaceLeft` naming ``path``.
     """
     path = os.fspath(path).rstrip("/")
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    remove_abandoned_temporaries(parent)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=_writer_prefix())
-    os.chmod(tmp, 0o777 & ~_UMASK)
-    try:
-        yield tmp
-        os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with naming_disk_full(path):
+        os.makedirs(parent, exist_ok=True)
+        remove_abandoned_temporaries(parent)
+        tmp = tempfile.mkdtemp(dir=parent, prefix=_writer_prefix())
+        try:
+            os.chmod(tmp, 0o777 & ~_UMASK)
+            yield tmp
+            os.rename(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def _extensions(path):
@@ -217,9 +304,11 @@ def lock_folder(folder, what):
     if folder in _HELD:
         return
     locks = lock_directory()
-    os.makedirs(locks, exist_ok=True)
     name = hashlib.sha1(folder.encode("utf-8", "surrogateescape")).hexdigest() + ".lock"
-    fd = os.open(os.path.join(locks, name), os.O_RDWR | os.O_CREAT, 0o666)
+    lock_file = os.path.join(locks, name)
+    with naming_disk_full(lock_file):
+        os.makedirs(locks, exist_ok=True)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -229,8 +318,13 @@ def lock_folder(folder, what):
         raise FolderInUse(f"{folder} is in use by another hvitgan-tf {task or 'command'} "
                           f"(pid {pid or 'unknown'}); wait for it to finish, or write "
                           f"somewhere else") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()} {what}\n{folder}\n".encode("utf-8", "surrogateescape"))
+    try:
+        with naming_disk_full(lock_file):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {what}\n{folder}\n".encode("utf-8", "surrogateescape"))
+    except BaseException:
+        os.close(fd)  # and with it the lock: this process is not writing the folder after all
+        raise
     _HELD[folder] = fd
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import errno
 import glob
 import hashlib
 import io
@@ -46,7 +45,6 @@ import json
 import os
 import queue
 import re
-import sys
 import tempfile
 import threading
 import time
@@ -54,11 +52,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from hvitgan_tf import imaging
+from hvitgan_tf import fileio, imaging
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.exported_model import describe
-from hvitgan_tf.fileio import (atomic_open, atomic_path, file_mode, lock_folder, read_json,
-                               write_json)
+from hvitgan_tf.fileio import (atomic_open, atomic_path, file_mode, is_disk_full, lock_folder,
+                               read_json, write_json)
 from hvitgan_tf.sampling.seeds import parse_sample_id
 
 MANIFEST = "manifest.csv"
@@ -207,27 +205,15 @@ def _sync(path: str):
 
 # -- a full disk -----------------------------------------------------------------------------
 
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-class NoSpaceLeft(UserError):
+class NoSpaceLeft(fileio.NoSpaceLeft):
     """The disk (or the user's quota) filled up while writing into OUT. The complete images
     stay, each listed in the manifest, so the same command continues once there is space."""
 
     def __init__(self, path: str, kept: int, folder: str):
-        super().__init__(f"no space left on device writing {path}: {kept} images kept in "
-                         f"{folder} (each listed in its {MANIFEST}); free some space and rerun "
-                         "the same command to continue")
-        self.path, self.kept, self.folder = path, kept, folder
-
-
-def is_disk_full(error: BaseException) -> bool:
-    """ENOSPC / EDQUOT from Python, or TensorFlow's form of it (the TFRecord writer raises
-    ``ResourceExhaustedError``: "No space left on device")."""
-    if isinstance(error, OSError):
-        return error.errno in _DISK_FULL
-    tf = sys.modules.get("tensorflow")
-    return tf is not None and isinstance(error, tf.errors.ResourceExhaustedError)
+        super().__init__(path, f"{kept} images kept in {folder} (each listed in its "
+                               f"{MANIFEST}); free some space and rerun the same command to "
+                               "continue")
+        self.kept, self.folder = kept, folder
 
 
 # -- output folder ---------------------------------------------------------------------------
