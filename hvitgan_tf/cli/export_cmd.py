@@ -34,9 +34,13 @@ def export(run_dir, checkpoint, name, version, export_dir):
     """
     from hvitgan_tf.export import export_run, read_export_metadata
     from hvitgan_tf.exported_model import describe
+    from hvitgan_tf.fileio import NoSpaceLeft
 
-    path = export_run(run_dir, export_dir=export_dir, name=name, version=version,
-                      checkpoint=checkpoint)
+    try:
+        path = export_run(run_dir, export_dir=export_dir, name=name, version=version,
+                          checkpoint=checkpoint)
+    except NoSpaceLeft as error:
+        raise error.then("free some space and run the same command again") from None
     metadata = read_export_metadata(path)
     base = os.path.dirname(path)
     record = metadata["checkpoint"]

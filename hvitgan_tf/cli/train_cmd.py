@@ -6,7 +6,6 @@ import click
 
 from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.cli.options import data_options, feature_extractor_help
-from hvitgan_tf.errors import UserError
 from hvitgan_tf.sampling.plan import DEFAULT_THRESHOLD
 from hvitgan_tf.training.config import (DEFAULT_DIFFAUG, LOSS_WEIGHTING_MODES, PAPER_DIFFAUG,
                                         STRATEGIES, TrainConfig)
@@ -180,12 +179,9 @@ def _echo_best(run_dir):
 
 def _interrupted_message(run_dir):
     """What Ctrl-C leaves: the checkpoint kept and the command that continues from it."""
-    from hvitgan_tf.training.checkpoints import read_record
+    from hvitgan_tf.training.checkpoints import kept
 
-    try:
-        last = read_record(run_dir, "last")
-    except (UserError, OSError, ValueError):
-        last = None
+    last = kept(run_dir)
     if last is None:
         return f"Interrupted before the first checkpoint; nothing to resume in {run_dir}."
     return (f"Interrupted. Kept {last['path']} (iteration {last.get('iteration', '?')}); "

@@ -49,7 +49,8 @@ from hvitgan_tf import __version__
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.exported_model import (EXTRA_DIR, FORMAT, FORMAT_VERSION, METADATA_FILE,
                                        SIGNATURES, write_class_names)
-from hvitgan_tf.fileio import atomic_directory, lock_folder, release_folder, write_json
+from hvitgan_tf.fileio import (NoSpaceLeft, atomic_directory, lock_folder, release_folder,
+                               write_json)
 
 #: Samples evaluated concurrently by the per-sample ``tf.map_fn`` of every signature.
 PARALLEL_SAMPLES = 16
@@ -148,6 +149,9 @@ def _export_into(base, run_dir, model_config, train_config, data_info, weights, 
             write_json(os.path.join(extra, METADATA_FILE), metadata)
             write_class_names(extra, class_names)
             _make_readable(tmp)
+    except NoSpaceLeft as error:  # atomic_directory has removed the temporary folder
+        raise error.then(f"nothing of version {version_number} was kept, and the versions "
+                         f"already in {base} are as they were") from error
     except OSError as error:
         if os.path.exists(target):  # another export took this version meanwhile
             raise UserError(f"{target} appeared while exporting; exported versions are never "

@@ -2,6 +2,7 @@
 per-class sample grids, a compact progress bar, and the iteration budget."""
 import math
 import os
+import sys
 import time
 
 import keras
@@ -9,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from hvitgan_tf import imaging
+from hvitgan_tf.fileio import naming_disk_full
 from hvitgan_tf.noise import truncated_noise
 from hvitgan_tf.training import checkpoints
 
@@ -97,6 +99,68 @@ class StopAtIteration(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class _NamesItsFiles:
+    """For a Keras callback that writes files itself, appending to them in place (not through
+    ``fileio``'s atomic writers): a full disk in any of its hooks is raised as ``NoSpaceLeft``
+    naming ``self.written``, what it writes."""
+
+    written = None
+
+    def on_train_begin(self, logs=None):
+        with naming_disk_full(self.written):
+            super().on_train_begin(logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        with naming_disk_full(self.written):
+            super().on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with naming_disk_full(self.written):
+            super().on_epoch_end(epoch, logs)
+
+    def on_test_end(self, logs=None):
+        with naming_disk_full(self.written):
+            super().on_test_end(logs)
+
+    def on_train_end(self, logs=None):
+        with naming_disk_full(self.written):
+            super().on_train_end(logs)
+
+
+class MetricsCSV(_NamesItsFiles, keras.callbacks.CSVLogger):
+    """Keras's CSV logger (one row per epoch), naming ``metrics.csv`` when the disk is full. A
+    resumed run first drops a row that a full disk or a kill cut short: the next row would
+    otherwise continue it on the same line."""
+
+    def __init__(self, filename, append=False):
+        super().__init__(filename, append=append)
+        self.written = filename
+
+    def on_train_begin(self, logs=None):
+        if self.append:
+            drop_torn_last_line(self.filename)
+        super().on_train_begin(logs)
+
+
+def drop_torn_last_line(path):
+    """Cut a text file back to its last complete line (a missing file is left missing)."""
+    try:
+        with open(path, "rb+") as handle:
+            data = handle.read()
+            if data and not data.endswith(b"\n"):
+                handle.truncate(data.rfind(b"\n") + 1)
+    except FileNotFoundError:
+        pass
+
+
+class TensorBoardLogs(_NamesItsFiles, keras.callbacks.TensorBoard):
+    """Keras's TensorBoard logger, naming its log folder when the disk is full."""
+
+    def __init__(self, log_dir, **options):
+        super().__init__(log_dir, **options)
+        self.written = log_dir
+
+
 def class_rows_grid(images, class_names, per_class, title=None):
     """A labelled uint8 grid of ``images`` (``[-1, 1]``, ``per_class`` per class in label
     order): one row per class."""
@@ -120,8 +184,11 @@ class SampleGrid(keras.callbacks.Callback):
         self.folder = os.path.join(run_dir, "samples")
         self.class_names = list(class_names)
         self.per_class = per_class
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "samples")) \
-            if log_dir else None
+        self.log_dir = os.path.join(log_dir, "samples") if log_dir else None
+        self.writer = None
+        if log_dir:
+            with naming_disk_full(self.log_dir):
+                self.writer = tf.summary.create_file_writer(self.log_dir)
         k = len(self.class_names)
         self.labels = tf.repeat(tf.range(k, dtype=tf.int32), per_class)
         seeds = tf.tile(tf.range(per_class, dtype=tf.int64), [k])
@@ -138,9 +205,9 @@ class SampleGrid(keras.callbacks.Callback):
         path = os.path.join(self.folder, f"epoch_{epoch + 1:04d}.png")
         imaging.save_png(path, grid)
         if self.writer is not None:
-            with self.writer.as_default():
+            with naming_disk_full(self.log_dir), self.writer.as_default():
                 tf.summary.image("ema_samples_per_class", grid[np.newaxis], step=epoch + 1)
-            self.writer.flush()
+                self.writer.flush()
 
 
 class CompactProgbar(keras.callbacks.ProgbarLogger):
@@ -152,11 +219,23 @@ class CompactProgbar(keras.callbacks.ProgbarLogger):
         self.keys = keys
         self.started = time.time()
 
+    mid_line = False  # whether the bar's line is unfinished (an epoch under way)
+
     def _filter(self, logs):
         return {k: v for k, v in (logs or {}).items() if k in self.keys}
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, self._filter(logs))
+        self.mid_line = True
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, self._filter(logs))
+        self.mid_line = False
+
+    def end_line(self):
+        """Finish the bar's line when training stops mid-epoch (an error, Ctrl-C), so that the
+        message which follows starts a line of its own."""
+        if self.mid_line:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self.mid_line = False

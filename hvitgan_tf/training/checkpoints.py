@@ -13,13 +13,16 @@ that points at a complete file. Old iterations are pruned, but never the one ``b
 filled, a copy cut short), ``--resume`` continues from the newest intact ``iter-N`` file
 (:func:`resume_point`).
 """
+import contextlib
 import glob
 import os
 import re
 import time
 
+import numpy as np
+
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.fileio import DamagedJSONError, atomic_path, read_json, write_json
+from hvitgan_tf.fileio import DamagedJSONError, atomic_path, check_room, read_json, write_json
 
 FOLDER = "checkpoints"
 KEEP = 2  # recent checkpoints kept besides the best one
@@ -37,12 +40,38 @@ def weights_name(iteration):
 def save(model, run_dir, iteration, epoch, extra=None):
     """Write the training state at ``iteration`` and point ``last.json`` at it."""
     target = os.path.join(folder(run_dir), weights_name(iteration))
+    os.makedirs(folder(run_dir), exist_ok=True)
+    check_room(target, _checkpoint_bytes(model, run_dir))
     with atomic_path(target, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
     record = _point_last(run_dir, os.path.basename(target), iteration, epoch, time.localtime(),
                          extra)
     prune(run_dir)
     return record
+
+
+#: What an HDF5 weights file takes beyond its arrays: per array (headers, B-tree nodes;
+#: measured about 1 KiB), and once (superblock, groups, the free space a writer needs).
+_HDF5_BYTES_PER_ARRAY = 2048
+_HDF5_BYTES_PER_FILE = 1 << 20
+
+
+def _checkpoint_bytes(model, run_dir):
+    """How much room the next checkpoint needs: the newest one's size (the same model writes
+    the same arrays), or for the first an estimate from the model's and its optimisers'
+    variables that errs on the large side."""
+    newest = _iteration_files(run_dir)
+    if newest:
+        with contextlib.suppress(OSError):
+            return os.path.getsize(newest[0][1]) + _HDF5_BYTES_PER_FILE
+    import keras
+
+    variables = list(model.weights)
+    for value in vars(model).values():
+        if isinstance(value, keras.optimizers.Optimizer):
+            variables += list(value.variables)
+    arrays = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    return arrays + _HDF5_BYTES_PER_ARRAY * len(variables) + _HDF5_BYTES_PER_FILE
 
 
 def _point_last(run_dir, weights, iteration, epoch, saved, extra=None):
@@ -145,6 +174,17 @@ def resume_point(run_dir):
                         "iter-*.weights.h5 checkpoint to continue from")
     return older, (f"{damaged} is damaged ({reason}); resuming from {older['path']} "
                    f"(iteration {older['iteration']}) instead")
+
+
+def kept(run_dir):
+    """The checkpoint a stopped run keeps (for saying so): ``last.json``'s record, or when it
+    is damaged the newest intact ``iter-N`` file's (what ``--resume`` would take); ``None``
+    when there is none."""
+    try:
+        record = read_record(run_dir, "last")
+    except (UserError, OSError, ValueError):
+        record = None
+    return record if record is not None else newest_intact(run_dir)
 
 
 def repair_last(run_dir, record, epoch):

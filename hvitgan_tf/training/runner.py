@@ -17,6 +17,7 @@ because Keras 3's ``fit`` fails under it (docs/keras3-notes.md §2.6, keras#2058
 import dataclasses
 import math
 import os
+import shlex
 import sys
 import time
 
@@ -26,7 +27,8 @@ import tensorflow as tf
 
 from hvitgan_tf import __version__
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.fileio import lock_folder, read_json, release_folder, write_json
+from hvitgan_tf.fileio import (NoSpaceLeft, is_disk_full, lock_folder, read_json,
+                               release_folder, write_json)
 from hvitgan_tf.models.config import ModelConfig
 from hvitgan_tf.training import callbacks as cb
 from hvitgan_tf.training import checkpoints
@@ -120,11 +122,31 @@ def check_resume(run_dir, model_config, train_config, data_info):
 
 def train(run_dir, source, model_config, train_config, **options):
     """Train (or resume) a run; see :func:`_train`. The run folder is locked against a second
-    trainer while this runs and released when it returns or fails."""
+    trainer while this runs and released when it returns or fails.
+
+    A full disk, whatever was being written, is raised as :class:`NoSpaceLeft` naming the file
+    and the checkpoint kept, with the command that continues the run. Every file of the run
+    folder is written under a temporary name and renamed, except the logs (metrics.csv and
+    TensorBoard's event files), which are appended in place; so nothing else is left
+    half-written."""
     try:
         return _train(run_dir, source, model_config, train_config, **options)
+    except Exception as error:
+        if not is_disk_full(error) or getattr(error, "aftermath", None):
+            raise
+        raise NoSpaceLeft.of(error, run_dir).then(_resume_advice(run_dir)) from error
     finally:
         release_folder(run_dir)
+
+
+def _resume_advice(run_dir):
+    """What a run stopped by a full disk keeps, and the command that goes on from there."""
+    kept = checkpoints.kept(run_dir)
+    if kept is None:
+        return ("no checkpoint had been written yet; free some space and run the same command "
+                "again")
+    return (f"kept {kept['path']} (iteration {kept['iteration']}); free some space, then "
+            f"continue with: hvitgan-tf train --out {shlex.quote(os.fspath(run_dir))} --resume")
 
 
 def _train(run_dir, source, model_config, train_config, *, resume=False, data_info=None,
@@ -153,9 +175,15 @@ def _train(run_dir, source, model_config, train_config, *, resume=False, data_in
                    data_info=data_info, verbose=verbose, strategy=strategy,
                    fid_selection=fid_selection, export_options=export_options)
     run.callbacks += list(extra_callbacks)
-    if verbose:
-        run.callbacks.append(cb.CompactProgbar())
-    seconds = _run(run, verbose)
+    progress = cb.CompactProgbar() if verbose else None
+    if progress is not None:
+        run.callbacks.append(progress)
+    try:
+        seconds = _run(run, verbose)
+    except BaseException:
+        if progress is not None:
+            progress.end_line()
+        raise
     return _finish(run, seconds, export)
 
 
@@ -177,6 +205,7 @@ class _Run:
     total: int  # iterations of the whole run
     per_epoch: int
     epochs: int
+    export_options: dict = None  # the CLI's --export, --export-dir, --name, when known
 
 
 def _data_record(source, model_config, data_info):
@@ -293,7 +322,7 @@ def _prepare(run_dir, source, model_config, train_config, *, resume, data_info, 
                chief=chief, model=model, stream_from=stream_from, counter=counter, guard=guard,
                callbacks=[counter, guard, cb.StopAtIteration(counter, total)],
                start_iteration=start_iteration, total=total, per_epoch=per_epoch,
-               epochs=epochs)
+               epochs=epochs, export_options=export_options)
     if chief:
         run.callbacks += _chief_callbacks(run, source, model_config, data_info, fid_selection,
                                           resume, verbose)
@@ -314,8 +343,8 @@ def _chief_callbacks(run, source, model_config, data_info, fid_selection, resume
             run.per_epoch, verbose=verbose))
     log_dir = os.path.join(run_dir, "logs")
     return callbacks + [
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "metrics.csv"), append=resume),
-        keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
+        cb.MetricsCSV(os.path.join(run_dir, "metrics.csv"), append=resume),
+        cb.TensorBoardLogs(log_dir, write_graph=False, update_freq="epoch"),
         cb.SampleGrid(run_dir, source.class_names, train_config.samples_per_class,
                       model_config.latent_dim, run.guard, log_dir=log_dir),
     ]
@@ -363,12 +392,31 @@ def _finish(run: _Run, seconds, export) -> RunInfo:
                            / seconds if done and seconds > 0 else 0.0),
     )
     if export is not None and run.chief:
-        info.export_dir = export(run_dir)
+        info.export_dir = _export_at_the_end(run, export)
     if run.kind == "multi_worker":
         # Workers leave together: one that exits while the chief still saves or exports makes
         # the chief's coordination service report the lost worker as an error.
         _barrier(run.strategy)
     return info
+
+
+def _export_at_the_end(run: _Run, export):
+    """``export(run_dir)``; a full disk says that training itself is complete and how to
+    export it later."""
+    try:
+        return export(run.run_dir)
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        last = checkpoints.read_record(run.run_dir, "last")
+        command = ["hvitgan-tf", "export", os.fspath(run.run_dir)]
+        options = run.export_options or {}
+        for option in ("export_dir", "name"):
+            if options.get(option):
+                command += [f"--{option.replace('_', '-')}", os.fspath(options[option])]
+        raise NoSpaceLeft.of(error, run.run_dir).then(
+            f"training finished and kept {last['path']} (iteration {last['iteration']}); free "
+            f"some space, then export it with: {shlex.join(command)}") from error
 
 
 def _barrier(strategy):
