@@ -246,8 +246,10 @@ def _damaged_part(model_dir: str):
 
     ``tf.saved_model.load`` reports a truncated index as "not an sstable" and a truncated data
     shard as "Read less bytes than requested", without a file name; reading the parts one by
-    one finds which file to name. Every tensor is read, so the shards' checksums are checked.
-    Only run after a load has failed.
+    one finds which file to name. The index says which shards there are and how long each must
+    be (``tensor_bundle``), so a missing or cut-short shard is named without reading it; then
+    every tensor is read, so the shards' checksums are checked too. Only run after a load has
+    failed.
     """
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
@@ -263,18 +265,69 @@ def _damaged_part(model_dir: str):
     shards = sorted(tf.io.gfile.glob(f"{prefix}.data-*"))
     if not _exists(index):
         return (index, "missing") if shards else None  # no variables at all is allowed
-    data = shards[0] if len(shards) == 1 else f"{prefix}.data-*"
+    bundle = _bundle_index(index)
+    if bundle is not None:
+        found = _short_shard(bundle, prefix)
+        if found is not None:
+            return found
     try:
         reader = tf.train.load_checkpoint(prefix)
     except Exception as error:
         # The index is read first; a shard it lists that is absent fails here too.
-        return (index, _summary(error)) if shards else (data, "missing")
+        return (index, _summary(error)) if shards else (_shard_names(shards, prefix), "missing")
     for key in reader.get_variable_to_dtype_map():
         try:
             reader.get_tensor(key)
         except Exception as error:  # short reads, checksum mismatches
-            return data, _summary(error)
+            # Stop here: TensorFlow's reader aborts the process if used after a failed read.
+            return _shards_holding(bundle, key, error, prefix, shards), _summary(error)
     return None
+
+
+def _bundle_index(index: str):
+    """The variables index as ``tensor_bundle`` reads it, or ``None`` (a damaged or unusual
+    one: TensorFlow's own reader then decides whether it is the damaged file)."""
+    from hvitgan_tf import tensor_bundle
+
+    if not os.path.isfile(index):  # a remote SavedModel (gs://...): not read here
+        return None
+    try:
+        return tensor_bundle.read_index(index)
+    except Exception:  # OSError, ValueError, a protobuf DecodeError
+        return None
+
+
+def _short_shard(bundle, prefix: str):
+    """``(file, why)`` for the first data shard the index lists that is missing or shorter than
+    the tensors it must hold; ``None`` when every one is long enough."""
+    for shard, needed in sorted(bundle.bytes_needed().items()):
+        path = bundle.shard_path(prefix, shard)
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return path, "missing"
+        if size < needed:
+            return path, f"cut short: {size} bytes, its tensors need {needed}"
+    return None
+
+
+def _shards_holding(bundle, key: str, error, prefix: str, shards) -> str:
+    """The data shard(s) of the tensor ``key`` that failed to read. A tensor saved in slices
+    over several shards is narrowed down by the shard number TensorFlow's checksum message
+    gives ("... shard 1 (4000 bytes): Checksum does not match")."""
+    if bundle is None:
+        return _shard_names(shards, prefix)
+    holding = bundle.shards_of(key)
+    named = re.search(r"\bshard (\d+)\b", str(error))
+    if named and int(named.group(1)) in holding:
+        holding = [int(named.group(1))]
+    return " or ".join(bundle.shard_path(prefix, shard) for shard in holding) or \
+        _shard_names(shards, prefix)
+
+
+def _shard_names(shards, prefix: str) -> str:
+    """The data shard files on disk by name (``PREFIX.data-*`` when there are none)."""
+    return " or ".join(shards) if shards else f"{prefix}.data-00000-of-00001"
 
 
 def signature(loaded, name: str, model_dir: str, hint: str = ""):

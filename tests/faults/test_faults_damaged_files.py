@@ -218,6 +218,48 @@ def test_evaluate_of_a_damaged_model_names_the_file(tiny_saved_model, tmp_path,
     assert not report.exists()
 
 
+@pytest.fixture(scope="module")
+def sharded_model(tmp_path_factory):
+    """A SavedModel whose variables are split over three data shards, one of them (``b``) cut
+    across two: as a large model is saved. ``(folder, shard paths)``."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.a = tf.Variable(tf.ones([1000]))
+    module.b = tf.Variable(tf.fill([1000], 2.0))
+    module.c = tf.Variable(tf.fill([1000], 3.0))
+    folder = tmp_path_factory.mktemp("sharded") / "1"
+    policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=5000)  # bytes
+    tf.saved_model.save(module, str(folder),
+                        options=tf.saved_model.SaveOptions(experimental_sharding_callback=policy))
+    shards = sorted((folder / "variables").glob("variables.data-*"))
+    assert [shard.name for shard in shards] == [f"variables.data-0000{i}-of-00003"
+                                                for i in range(3)]
+    return folder, shards
+
+
+@pytest.mark.parametrize("shard, kind", [(1, "truncated"), (2, "deleted"), (0, "flipped"),
+                                         (2, "truncated")])
+def test_a_damaged_shard_of_a_sharded_model_is_named(sharded_model, tmp_path, shard, kind):
+    """Not ``variables.data-*``: the shard that does not read back, and only that one."""
+    from hvitgan_tf.errors import UserError
+    from hvitgan_tf.exported_model import load_saved_model
+
+    folder = tmp_path / "1"
+    shutil.copytree(sharded_model[0], folder)
+    shards = [folder / "variables" / path.name for path in sharded_model[1]]
+    if kind == "deleted":
+        shards[shard].unlink()
+    else:
+        damage(shards[shard], kind)
+    with pytest.raises(UserError) as error:
+        load_saved_model(str(folder))
+    message = str(error.value)
+    assert f"{shards[shard]} is damaged or missing" in message
+    assert "*" not in message
+    assert all(str(other) not in message for other in shards if other != shards[shard])
+
+
 OUT_CASES = ([("manifest.csv", kind) for kind in ("text", "png", "random")]
              + [("sampling.json", kind) for kind in ("truncated", "png", "json")])
 
