@@ -17,6 +17,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 
 from hvitgan_tf.errors import UserError
 
@@ -133,9 +134,10 @@ def atomic_path(path, suffix=None):
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
 
     For writers that want a file name rather than a handle (h5py, Keras ``save_weights``,
-    PIL). ``suffix`` keeps an extension some writers insist on (``.weights.h5``). On any
-    failure the temporary file is removed; a full disk is raised as :class:`NoSpaceLeft`
-    naming ``path``.
+    PIL). ``suffix`` keeps an extension some writers insist on (``.weights.h5``). The
+    temporary file is named after this process (see :func:`_writer_prefix`), so that one a
+    ``kill -9`` leaves can be told from one being written. On any failure it is removed; a
+    full disk is raised as :class:`NoSpaceLeft` naming ``path``.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -143,7 +145,7 @@ def atomic_path(path, suffix=None):
         suffix = "".join(_extensions(path))
     with naming_disk_full(path):
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_writer_prefix(), suffix=suffix)
         os.close(fd)
         try:
             os.chmod(tmp, file_mode())
@@ -192,15 +194,28 @@ def _host():
 
 
 def _writer_prefix():
-    """``.tmp-HOST-PID-``: a temporary folder that says which process is writing it, so a
-    later writer can tell an abandoned one from one still being written."""
+    """``.tmp-HOST-PID-``: a temporary file or folder that says which process is writing it,
+    so a later writer can tell an abandoned one from one still being written."""
     return f".tmp-{_host()}-{os.getpid()}-"
 
 
-# HOST may itself contain "-": the PID is the all-digit field before mkdtemp's random part.
-# Nothing may follow that part: a classifier export's ``.old`` folder (the previous export,
-# moved aside just before the swap) is never taken for an abandoned one.
-_WRITER_NAME = re.compile(r"^\.tmp-(?P<host>.+)-(?P<pid>[0-9]+)-[a-z0-9_]+$")
+# HOST may itself contain "-": the PID is the all-digit field before tempfile's random part.
+# A file keeps its extension after that part; a folder has none, so a classifier export's
+# ``.old`` folder (the previous export, moved aside just before the swap) is never taken for
+# an abandoned one.
+_WRITER_NAME = re.compile(
+    r"^\.tmp-(?P<host>.+)-(?P<pid>[0-9]+)-[a-z0-9_]+(?P<suffix>(?:\.[A-Za-z0-9]+)*)$")
+# The names of this package's temporaries before they carried a writer: tempfile's ".tmp-"
+# and 8 random characters (then a file's extension).
+_UNNAMED = re.compile(r"^\.tmp-[a-z0-9_]{8}(?P<suffix>(?:\.[A-Za-z0-9]+)*)$")
+#: An unnamed temporary untouched for this long is abandoned: no writer of this package pauses
+#: for hours between two writes into its temporary.
+STALE_SECONDS = 24 * 3600
+#: What an unnamed temporary may hold to be taken for one of ours: the extensions of the files
+#: ``atomic_path`` writes, and the parts of a SavedModel ``atomic_directory`` is given.
+_OUR_FILE_SUFFIXES = (".json", ".png", ".weights.h5", ".npz", ".csv", ".md")
+_SAVED_MODEL_PARTS = {"saved_model.pb", "fingerprint.pb", "keras_metadata.pb", "variables",
+                      "assets", "assets.extra"}
 
 
 def _process_alive(pid):
@@ -214,32 +229,67 @@ def _process_alive(pid):
 
 
 def remove_abandoned_temporaries(parent):
-    """Remove the temporary folders in ``parent`` whose writer has died (a ``kill -9`` during
-    :func:`atomic_directory`). Returns the paths removed.
+    """Remove the temporaries in ``parent`` that no process will finish: those of a writer
+    killed during :func:`atomic_path` or :func:`atomic_directory`. Returns the paths removed.
 
-    Only folders named by :func:`atomic_directory` after a process on this machine that no
-    longer exists are touched. A folder of a live process, of another machine (a shared file
-    system: its pid means nothing here) or without a recorded writer is left alone. A reused
-    pid only makes a leftover wait for the next writer; it never removes live work.
+    Two kinds are recognised. A temporary named after its writer (see :func:`_writer_prefix`)
+    is removed when that process, on this machine, no longer exists; one of a live process or
+    of another machine (a shared file system: its pid means nothing here) is left alone, and a
+    reused pid only makes a leftover wait for the next writer. A temporary in the unnamed form
+    of earlier versions (``.tmp-`` and tempfile's 8 characters) is removed only when it is
+    clearly ours and stale: a file with an extension this package writes, or a folder holding
+    nothing but the parts of a SavedModel, in which nothing changed for :data:`STALE_SECONDS`.
+    Anything else is not ours to judge and stays.
     """
-    removed = []
-    host = _host()
     try:
         entries = os.listdir(parent)
     except FileNotFoundError:
-        return removed
+        return []
+    removed = []
     for entry in entries:
-        match = _WRITER_NAME.match(entry)
-        if match is None or match["host"] != host:
-            continue
-        pid = int(match["pid"])
-        if pid == os.getpid() or _process_alive(pid):
-            continue
         path = os.path.join(parent, entry)
-        if os.path.isdir(path) and not os.path.islink(path):
+        if os.path.islink(path) or not (_dead_writers(entry, path) or _stale_unnamed(entry, path)):
+            continue
+        if os.path.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        removed.append(path)
     return removed
+
+
+def _dead_writers(entry, path):
+    """Whether ``entry`` is a temporary named after a writer on this machine that has died."""
+    match = _WRITER_NAME.match(entry)
+    if match is None or match["host"] != _host():
+        return False
+    if os.path.isdir(path) and match["suffix"]:
+        return False  # a folder is named without an extension (``.old``: not a temporary)
+    pid = int(match["pid"])
+    return pid != os.getpid() and not _process_alive(pid)
+
+
+def _stale_unnamed(entry, path):
+    """Whether ``entry`` is an unnamed temporary that is clearly ours and stale."""
+    match = _UNNAMED.match(entry)
+    if match is None:
+        return False
+    if os.path.isdir(path):
+        ours = not match["suffix"] and set(os.listdir(path)) <= _SAVED_MODEL_PARTS
+    else:
+        ours = match["suffix"] in _OUR_FILE_SUFFIXES
+    return ours and time.time() - _newest_change(path) > STALE_SECONDS
+
+
+def _newest_change(path):
+    """The latest modification time of ``path`` and of everything under it."""
+    newest = os.lstat(path).st_mtime
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+    return newest
 
 
 @contextlib.contextmanager

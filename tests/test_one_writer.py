@@ -148,3 +148,97 @@ def test_a_killed_writers_temporary_folder_is_removed_and_a_live_ones_is_kept(tm
         live.wait()
     fileio.remove_abandoned_temporaries(parent)
     assert not live_tmp.exists()
+
+
+# -- temporaries without a recorded writer, and temporary files ------------------------------
+
+A_DAY = 24 * 3600
+
+
+def age(path, seconds):
+    """Set back the modification time of ``path`` and of everything under it."""
+    then = time.time() - seconds
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.utime(os.path.join(root, name), (then, then))
+    os.utime(path, (then, then))
+
+
+def dead_pid():
+    """The pid of a process that has ended (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def partial_saved_model(folder):
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"\x08\x01")
+    (folder / "variables" / "variables.index").write_bytes(b"")
+    return folder
+
+
+def test_an_old_unnamed_temporary_export_is_removed_once_it_is_a_day_old(tmp_path):
+    """Before temporary folders carried host and pid, a killed export left ``.tmp-XXXXXXXX``
+    (tempfile's 8 characters) for ever. The next export removes such a folder when nothing in
+    it has changed for a day and it holds only the parts of a SavedModel; a fresh one (its
+    writer may be an older hvitgan-tf still running) and one holding anything else stay."""
+    parent = tmp_path / "hvitgan"
+    stale = partial_saved_model(parent / ".tmp-k3j2h1g0")
+    age(stale, 2 * A_DAY)
+    empty = parent / ".tmp-q9w8e7r6"  # killed right after mkdtemp
+    empty.mkdir()
+    age(empty, 2 * A_DAY)
+    fresh = partial_saved_model(parent / ".tmp-a1s2d3f4")
+    foreign = partial_saved_model(parent / ".tmp-z0x9c8v7")
+    (foreign / "notes.txt").write_text("not a part of a SavedModel\n")
+    age(foreign, 2 * A_DAY)
+    not_tempfiles = parent / ".tmp-abc123"  # not tempfile's form
+    not_tempfiles.mkdir()
+    age(not_tempfiles, 2 * A_DAY)
+
+    with fileio.atomic_directory(parent / "1"):
+        pass
+    assert not stale.exists() and not empty.exists()
+    assert fresh.exists() and foreign.exists() and not_tempfiles.exists()
+
+
+def test_temporary_files_name_their_writer_and_a_dead_ones_are_removed(tmp_path):
+    """``atomic_path``'s temporary files say which process writes them, like the folders; a
+    dead writer's, and an unnamed one untouched for a day, are removed; a live one's stays."""
+    with fileio.atomic_path(tmp_path / "run.json") as tmp:
+        assert os.path.basename(tmp).startswith(f".tmp-{fileio._host()}-{os.getpid()}-")
+        assert os.path.dirname(tmp) == str(tmp_path)
+    dead = tmp_path / f".tmp-{fileio._host()}-{dead_pid()}-ab12cd34.json"
+    dead_png = tmp_path / f".tmp-{fileio._host()}-{dead_pid()}-ef56gh78.png"
+    live = tmp_path / f".tmp-{fileio._host()}-{os.getppid()}-ij90kl12.json"
+    unnamed_stale = tmp_path / ".tmp-mn34op56.weights.h5"
+    unnamed_fresh = tmp_path / ".tmp-qr78st90.json"
+    unknown_kind = tmp_path / ".tmp-uv12wx34.sqlite"
+    for path in (dead, dead_png, live, unnamed_stale, unnamed_fresh, unknown_kind):
+        path.write_bytes(b"partial")
+    age(unnamed_stale, 2 * A_DAY)
+    age(unknown_kind, 2 * A_DAY)
+
+    removed = fileio.remove_abandoned_temporaries(tmp_path)
+    assert sorted(removed) == sorted(map(str, (dead, dead_png, unnamed_stale)))
+    assert live.exists() and unnamed_fresh.exists() and unknown_kind.exists()
+
+
+def test_train_removes_the_temporaries_a_killed_trainer_left(tiny_run_dir, tmp_path):
+    """``run.json`` and the sample grids are written beside their final names; a trainer
+    killed while writing one leaves its temporary file in RUN or RUN/samples, which nothing
+    else cleans (checkpoints/ is cleaned at every save)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    left = [run / f".tmp-{fileio._host()}-{dead_pid()}-ab12cd34.json",
+            run / "samples" / f".tmp-{fileio._host()}-{dead_pid()}-ef56gh78.png",
+            run / "samples" / ".tmp-yz12ab34.png"]
+    for path in left:
+        path.write_bytes(b"partial")
+    age(left[-1], 2 * A_DAY)
+    result = CliRunner().invoke(cli, ["train", "--out", str(run), "--resume", "--no-export"])
+    assert result.exit_code == 0, result.output
+    assert not any(path.exists() for path in left)

@@ -28,7 +28,7 @@ import tensorflow as tf
 from hvitgan_tf import __version__
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.fileio import (NoSpaceLeft, is_disk_full, lock_folder, read_json,
-                               release_folder, write_json)
+                               release_folder, remove_abandoned_temporaries, write_json)
 from hvitgan_tf.models.config import ModelConfig
 from hvitgan_tf.training import callbacks as cb
 from hvitgan_tf.training import checkpoints
@@ -248,6 +248,13 @@ def _starting_point(run_dir, model_config, train_config, data_info, resume):
     return start, note is not None
 
 
+def _remove_abandoned_temporaries(run_dir):
+    """The temporary files a killed trainer left beside ``run.json`` and the sample grids
+    (``checkpoints/`` is cleaned at every save)."""
+    for folder in (run_dir, os.path.join(run_dir, "samples")):
+        remove_abandoned_temporaries(folder)
+
+
 def _schedule(train_config, num_train):
     """``(iterations per epoch, total iterations, epochs)``."""
     per_epoch = train_config.steps_per_epoch or steps_per_epoch(
@@ -269,6 +276,7 @@ def _prepare(run_dir, source, model_config, train_config, *, resume, data_info, 
     chief = is_chief(strategy)
     if chief:
         lock_folder(run_dir, "train")  # two trainers on one --out would mix checkpoints
+        _remove_abandoned_temporaries(run_dir)
     jit = train_config.jit
     if jit and strategy.num_replicas_in_sync > 1:
         print("note: XLA (--jit) is off under a multi-device strategy (it cannot place "
