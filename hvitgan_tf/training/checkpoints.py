@@ -66,7 +66,7 @@ def _checkpoint_bytes(model, run_dir):
             return os.path.getsize(newest[0][1]) + _HDF5_BYTES_PER_FILE
     import keras
 
-    variables = list(model.weights)
+    variables = list(getattr(model, "weights", ()))  # anything with save_weights may be saved
     for value in vars(model).values():
         if isinstance(value, keras.optimizers.Optimizer):
             variables += list(value.variables)
