@@ -6,7 +6,7 @@
 Trains only the discriminator of a preset with the cross-entropy of its class head on real
 training images, batch after batch from the same stream as ``hvitgan-tf train``, and prints one
 JSON line per ``--every`` steps with the validation accuracy. It separates "the class path
-learns slowly" from "the critic terms crowd the class signal out" (docs/method.md §11.8).
+learns slowly" from "the critic terms crowd the class signal out" (docs/method.md §11.7, §11.9).
 """
 import argparse
 import json
