@@ -37,7 +37,10 @@ METRIC_NAMES = (
     "d_real",  # critic mean on augmented reals
     "d_fake",  # critic mean on augmented fakes
     "ce_real",  # CE_2: D's cross-entropy on reals
-    "ce_fake_d",  # CE_3: D's cross-entropy on fakes
+    # CE_3: D's cross-entropy on fakes. With a separate class view (class_diffaug) and CE_3 off,
+    # this and acc_fake are measured on the critic's (translated) batch, ce_real and acc_real
+    # on the class view: compare the two pairs with that in mind.
+    "ce_fake_d",
     "ce_fake_g",  # CE_1: G's cross-entropy on fakes
     "acc_real",  # class-head accuracy on reals
     "acc_fake",  # class-head accuracy on fakes (w.r.t. the requested label)
@@ -46,8 +49,10 @@ METRIC_NAMES = (
     "s_ce_fake_d",  # s_3
     "class_boost_d",  # factor on the class losses' gradient in D (class_gradient_share)
     "class_boost_g",  # the same in G
-    "ms_ratio",  # mode seeking: mean |G(z1, y) - G(z2, y)| / |z1 - z2| over pairs (0 when off)
 )
+#: Logged only with mode seeking on, so that the columns of metrics.csv of a run started
+#: without it (and of every run saved before it existed) stay the same on resume.
+MODE_SEEKING_METRIC = "ms_ratio"  # mean |G(z1, y) - G(z2, y)| / |z1 - z2| over the pairs
 
 
 class HViTGAN(keras.Model):
@@ -80,6 +85,9 @@ class HViTGAN(keras.Model):
         self.class_augment = (DiffAugment(train_config.class_diffaug)
                               if train_config.separate_class_view else None)
         group = model_config.discriminator.minibatch_std_group
+        if train_config.mode_seeking and train_config.batch_size % 2:
+            raise UserError(f"--mode-seeking pairs the generated images two by two: batch_size "
+                            f"{train_config.batch_size} must be even (per device)")
         if group and train_config.batch_size % group:
             raise UserError(f"batch_size {train_config.batch_size} must be a multiple of the "
                             f"discriminator's minibatch_std_group {group} (per device), so "
@@ -104,7 +112,8 @@ class HViTGAN(keras.Model):
             train_config.lr_d, beta_1=train_config.beta_1, beta_2=train_config.beta_2,
             global_clipnorm=clip, name="d_adam")
 
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        names = METRIC_NAMES + ((MODE_SEEKING_METRIC,) if train_config.mode_seeking else ())
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self._traced_critic_gradients = None  # see _critic_gradients_function
         # The wrapper is never called on data; fit() must not try to build it (keras#20164).
         self.built = True
@@ -469,17 +478,16 @@ class HViTGAN(keras.Model):
             adversarial = adv_g
             s = self.g_task_weights.log_variances()
         terms = {"adversarial": adversarial, "class_fake": class_fake}
-        ratio = tf.constant(0.0)
+        stats = {"adv_g": adv_g, "ce_fake_g": ce_g, "s_ce_fake_g": s[0]}
         if cfg.mode_seeking:
+            # Pairs of neighbouring rows, so a replica's share of the batch holds whole pairs
+            # and N replicas compute what one device does; 2 / global batch = 1 / pairs.
             ratios = _mode_seeking_ratios(fake, draws["z"])
-            pairs = tf.cast(tf.shape(ratios)[0], tf.float32)
-            # The mean over this replica's pairs, weighted by its share of the global batch.
-            share = per_example * tf.cast(tf.shape(fake)[0], tf.float32)
-            terms["mode_seeking"] = cfg.mode_seeking * share * tf.reduce_sum(
-                1.0 / (ratios + MODE_SEEKING_EPSILON)) / pairs
-            ratio = tf.reduce_sum(ratios) / pairs * share
-        return terms, {"adv_g": adv_g, "ce_fake_g": ce_g, "s_ce_fake_g": s[0],
-                       "ms_ratio": ratio}, fake
+            per_pair = 2.0 * per_example
+            terms["mode_seeking"] = cfg.mode_seeking * per_pair * tf.reduce_sum(
+                1.0 / (ratios + MODE_SEEKING_EPSILON))
+            stats[MODE_SEEKING_METRIC] = per_pair * tf.reduce_sum(ratios)
+        return terms, stats, fake
 
     def _generator_update(self, draws, per_example, replicas, generator_on=None):
         # Only G's weights: the critic's weights are read in here too, and an auto-watching tape
@@ -511,20 +519,20 @@ MODE_SEEKING_EPSILON = 1e-5
 
 
 def _paired_labels(labels):
-    """Labels whose second half repeats the first (``[a, b, c, d, e] -> [a, b, a, b, e]``), so
-    that image ``i`` and image ``i + n // 2`` ask for the same class with different noise."""
-    half = tf.shape(labels)[0] // 2
-    return tf.concat([labels[:half], labels[:half], labels[2 * half:]], 0)
+    """Labels in which each pair of neighbouring rows asks for the same class
+    (``[a, b, c, d] -> [a, a, c, c]``): images ``2k`` and ``2k + 1`` then differ by their
+    noise only."""
+    n = tf.shape(labels)[0]
+    return tf.repeat(labels[0::2], 2)[:n]
 
 
 def _mode_seeking_ratios(images, z):
-    """``[n // 2]``: mean |x_i - x_j| / mean |z_i - z_j| for the pairs (i, i + n // 2) of
+    """``[n // 2]``: mean |x_2k - x_2k+1| / mean |z_2k - z_2k+1| for the pairs of
     :func:`_paired_labels` (the ratio of Mao et al. 2019, "mode seeking" GANs)."""
-    half = tf.shape(images)[0] // 2
-    images = tf.cast(images, tf.float32)
-    first, second = images[:half], images[half:2 * half]
-    image_distance = tf.reduce_mean(tf.abs(first - second), axis=[1, 2, 3])
-    z_distance = tf.reduce_mean(tf.abs(z[:half] - z[half:2 * half]), axis=1)
+    paired = tf.shape(images)[0] // 2 * 2  # an odd last row has no partner
+    images, z = tf.cast(images[:paired], tf.float32), z[:paired]
+    image_distance = tf.reduce_mean(tf.abs(images[0::2] - images[1::2]), axis=[1, 2, 3])
+    z_distance = tf.reduce_mean(tf.abs(z[0::2] - z[1::2]), axis=1)
     return image_distance / z_distance
 
 

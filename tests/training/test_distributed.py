@@ -19,8 +19,11 @@ def _run(script, *args, env=None, timeout=600):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_one_iteration_on_two_replicas_equals_one_device_with_the_same_global_batch():
-    report = _run("mirrored_vs_single.py")
+@pytest.mark.parametrize("extra", [(), ("color,translation", "0.1")],
+                         ids=["default", "mode-seeking"])
+def test_one_iteration_on_two_replicas_equals_one_device_with_the_same_global_batch(extra):
+    # Mode seeking pairs images within the batch: the pairs must not straddle two replicas.
+    report = _run("mirrored_vs_single.py", *extra)
     assert report["replicas"] == 2
     assert report["generator_change"] > 1e-5  # the iteration did move the weights
     for network in ("generator", "discriminator", "ema_generator", "task_weights"):

@@ -9,14 +9,15 @@ from hvitgan_tf.training.gan import HViTGAN
 
 def test_pairs_ask_for_the_same_label():
     labels = tf.constant([3, 1, 4, 1, 5])
-    assert G._paired_labels(labels).numpy().tolist() == [3, 1, 3, 1, 5]
+    assert G._paired_labels(labels).numpy().tolist() == [3, 3, 4, 4, 5]
 
 
 def test_ratio_is_image_distance_over_noise_distance():
-    images = tf.constant(np.stack([np.zeros((2, 2, 3)), np.ones((2, 2, 3)),
-                                   np.full((2, 2, 3), 0.5), np.ones((2, 2, 3))]), tf.float32)
-    z = tf.constant([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
-    # Pairs (0, 2): |0 - 0.5| / |0 - 2| = 0.25; (1, 3): identical images -> 0.
+    images = tf.constant(np.stack([np.zeros((2, 2, 3)), np.full((2, 2, 3), 0.5),
+                                   np.ones((2, 2, 3)), np.ones((2, 2, 3)),
+                                   np.zeros((2, 2, 3))]), tf.float32)
+    z = tf.constant([[0.0, 0.0], [2.0, 2.0], [1.0, 1.0], [3.0, 3.0], [9.0, 9.0]])
+    # Pairs (0, 1): |0 - 0.5| / |0 - 2| = 0.25; (2, 3): identical images -> 0; row 4 unpaired.
     np.testing.assert_allclose(G._mode_seeking_ratios(images, z).numpy(), [0.25, 0.0])
 
 
@@ -38,6 +39,23 @@ def test_the_term_is_in_the_generator_loss_and_pushes_a_pair_apart(tiny_model_co
     assert float(tf.reduce_mean(G._mode_seeking_ratios(moved, draws["z"]))) > float(
         tf.reduce_mean(ratios))
 
-    off, _ = HViTGAN(tiny_model_config, tiny_train_config.replace(diffaug="none"),
-                     [16, 16]).generator_terms(draws, 1.0 / 6)[:2]
-    assert "mode_seeking" not in off
+    off, off_stats = HViTGAN(tiny_model_config, tiny_train_config.replace(diffaug="none"),
+                             [16, 16]).generator_terms(draws, 1.0 / 6)[:2]
+    assert "mode_seeking" not in off and G.MODE_SEEKING_METRIC not in off_stats
+
+
+def test_metrics_of_a_run_without_it_keep_their_columns(tiny_model_config, tiny_train_config):
+    """metrics.csv is appended on resume under its first header: the column exists only when
+    the term is on (it cannot be switched on by a resume)."""
+    plain = HViTGAN(tiny_model_config, tiny_train_config, [16, 16])
+    seeking = HViTGAN(tiny_model_config, tiny_train_config.replace(mode_seeking=0.1), [16, 16])
+    assert G.MODE_SEEKING_METRIC not in plain.trackers
+    assert G.MODE_SEEKING_METRIC in seeking.trackers
+
+
+def test_an_odd_batch_is_refused(tiny_model_config, tiny_train_config):
+    from hvitgan_tf.errors import UserError
+
+    with pytest.raises(UserError, match="batch_size 5 must be even"):
+        HViTGAN(tiny_model_config, tiny_train_config.replace(mode_seeking=0.1, batch_size=5),
+                [16, 16])

@@ -41,7 +41,9 @@ def main():
     source = ArraySource(*make_arrays())
     model_config = preset("tiny", 2)
     # clip_norm small enough that clipping is active: tests the cross-replica global norm.
-    train_config = TrainConfig(batch_size=4, n_critic=2, seed=5, diffaug=policy, clip_norm=0.5)
+    mode_seeking = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    train_config = TrainConfig(batch_size=4, n_critic=2, seed=5, diffaug=policy, clip_norm=0.5,
+                               mode_seeking=mode_seeking)
     reference = HViTGAN(model_config, train_config, source.class_counts())
     initial = reference.get_weights()
 
