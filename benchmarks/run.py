@@ -77,12 +77,12 @@ def _median_seconds(run, warmup, repeats):
 
 def _analytic(model_config, batch, n_critic, class_gradient_share=None):
     from hvitgan_tf.training.config import TrainConfig
-    from hvitgan_tf.training.gan import class_view_images, iteration_flops
+    from hvitgan_tf.training.gan import class_pass_images, iteration_flops
 
     if class_gradient_share is None:
         class_gradient_share = TrainConfig.class_gradient_share
     return iteration_flops(model_config, batch, n_critic, class_gradient_share,
-                           class_view_images(TrainConfig()))
+                           class_pass_images(TrainConfig()))
 
 
 def measure_training(args, model_config, train_config):

@@ -182,12 +182,11 @@ class HViTGAN(keras.Model):
                                                   self._seed(step, _AUG_MIX, micro)),
         }
         if self.class_augment is not None:  # reals then fakes, one draw
-            draws["aug_class"] = self.class_augment.sample_params(
-                2 * global_batch, size, self._seed(step, _AUG_CLASS, micro))
-            draws["aug_class_real"] = DiffAugment.slice_params(draws["aug_class"], 0,
-                                                               global_batch)
-            draws["aug_class_fake"] = DiffAugment.slice_params(draws.pop("aug_class"),
-                                                               global_batch, 2 * global_batch)
+            both = self.class_augment.sample_params(2 * global_batch, size,
+                                                    self._seed(step, _AUG_CLASS, micro))
+            draws["aug_class_real"] = DiffAugment.slice_params(both, 0, global_batch)
+            draws["aug_class_fake"] = DiffAugment.slice_params(both, global_batch,
+                                                               2 * global_batch)
         return self._replica_rows(draws, offset, local_batch)
 
     # -- cross-replica helpers -----------------------------------------------------------------
@@ -602,7 +601,7 @@ PENALTY_MULTIPLIER = model_flops.ForwardFlops(6, 9)
 CLASS_GRADIENT_MULTIPLIER = model_flops.ForwardFlops(2, 2)
 
 
-def class_view_images(train_config) -> int:
+def class_pass_images(train_config) -> int:
     """Images per critic image of the class losses' own discriminator pass (``iteration_flops``):
     0 when they read the critic's batch, 1 (reals) or 2 (reals and fakes, with CE_3)."""
     if not train_config.separate_class_view:

@@ -6,7 +6,7 @@ from tensorflow.python.profiler import model_analyzer, option_builder
 
 from hvitgan_tf.models import build_discriminator, build_generator, flops, preset
 from hvitgan_tf.training.config import TrainConfig
-from hvitgan_tf.training.gan import HViTGAN, class_view_images, iteration_flops
+from hvitgan_tf.training.gan import HViTGAN, class_pass_images, iteration_flops
 
 
 def matmul_flops(graph):
@@ -68,5 +68,5 @@ def test_iteration_flops_match_the_traced_training_step(share, class_diffaug, on
     assert nested, "the critic update is expected to be one nested function"
     traced = outer + n_critic * sum(matmul_flops(f.graph) for f in nested)
     analytic = iteration_flops(cfg, batch, n_critic, class_gradient_share=share,
-                               class_view_images=class_view_images(train_config))["iteration"]
+                               class_view_images=class_pass_images(train_config))["iteration"]
     assert abs(traced - analytic) / analytic < 0.03, (traced, analytic)

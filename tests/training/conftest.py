@@ -68,3 +68,23 @@ def tiny_train_config():
     # The paper's loss (plain class sums, CE on fakes in D): tests of the departures set them.
     return TrainConfig(batch_size=4, n_critic=2, epochs=1, seed=3, checkpoint_every=0,
                        samples_per_class=2, class_gradient_share=0.0, d_class_on_fakes=True)
+
+
+@pytest.fixture
+def gan_on_one_batch(tiny_model_config):
+    """``build(train_config, seed, batch=6) -> (model, real, labels, fake, draws)``: a compiled
+    tiny two-class GAN, a batch of random "real" images with alternating labels, and the
+    fakes of the first critic step's draws, for tests that compare loss terms directly."""
+    from hvitgan_tf.training.gan import HViTGAN
+
+    def build(train_config, seed, batch=6):
+        model = HViTGAN(tiny_model_config, train_config, [16, 16])
+        model.compile()
+        rng = np.random.default_rng(seed)
+        real = tf.constant(rng.uniform(-1, 1, (batch, 16, 16, 3)).astype(np.float32))
+        labels = tf.constant(np.arange(batch) % 2, tf.int32)
+        draws = model._draw(model.iterations_done, 0, batch, 0, batch)
+        fake = model.generator([draws["z"], draws["fake_labels"]], training=True)
+        return model, real, labels, fake, draws
+
+    return build

@@ -8,19 +8,11 @@ from hvitgan_tf.training.config import SAME_AS_CRITIC, TrainConfig
 from hvitgan_tf.training.gan import HViTGAN
 
 
-def _setup(tiny_model_config, tiny_train_config, class_diffaug, d_class_on_fakes=False):
+def _setup(gan_on_one_batch, tiny_train_config, class_diffaug, d_class_on_fakes=False):
     # The critic translates; the class losses either see the same batch or clean images.
     config = tiny_train_config.replace(diffaug="translation", class_diffaug=class_diffaug,
                                        loss_weighting="none", d_class_on_fakes=d_class_on_fakes)
-    model = HViTGAN(tiny_model_config, config, [16, 16])
-    model.compile()
-    rng = np.random.default_rng(3)
-    batch = 6
-    real = tf.constant(rng.uniform(-1, 1, (batch, 16, 16, 3)).astype(np.float32))
-    labels = tf.constant(np.arange(batch) % 2, tf.int32)
-    draws = model._draw(model.iterations_done, 0, batch, 0, batch)
-    fake = model.generator([draws["z"], draws["fake_labels"]], training=True)
-    return model, real, labels, fake, draws
+    return gan_on_one_batch(config, seed=3)
 
 
 def _mean_ce(model, images, labels):
@@ -28,11 +20,11 @@ def _mean_ce(model, images, labels):
     return float(tf.reduce_mean(L.classification_cross_entropy(labels, logits)))
 
 
-def test_class_losses_read_their_own_view_and_the_critic_keeps_its_own(tiny_model_config,
+def test_class_losses_read_their_own_view_and_the_critic_keeps_its_own(gan_on_one_batch,
                                                                        tiny_train_config):
-    own, real, labels, fake, draws = _setup(tiny_model_config, tiny_train_config, "none",
+    own, real, labels, fake, draws = _setup(gan_on_one_batch, tiny_train_config, "none",
                                             d_class_on_fakes=True)
-    same, *_ = _setup(tiny_model_config, tiny_train_config, SAME_AS_CRITIC,
+    same, *_ = _setup(gan_on_one_batch, tiny_train_config, SAME_AS_CRITIC,
                       d_class_on_fakes=True)
     same.set_weights(own.get_weights())
     per_example = 1.0 / len(labels)
@@ -60,8 +52,8 @@ def test_class_losses_read_their_own_view_and_the_critic_keeps_its_own(tiny_mode
         same, same.augment.apply(g_fake, draws["aug_fake"]), draws["fake_labels"]), rel=1e-5)
 
 
-def test_without_ce3_the_class_pass_reads_reals_only(tiny_model_config, tiny_train_config):
-    model, real, labels, fake, draws = _setup(tiny_model_config, tiny_train_config, "none")
+def test_without_ce3_the_class_pass_reads_reals_only(gan_on_one_batch, tiny_train_config):
+    model, real, labels, fake, draws = _setup(gan_on_one_batch, tiny_train_config, "none")
     _, stats = model.critic_terms(real, labels, fake, draws, 1.0 / len(labels))
     assert float(stats["ce_real"]) == pytest.approx(_mean_ce(model, real, labels), rel=1e-5)
 

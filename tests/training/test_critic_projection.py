@@ -1,23 +1,13 @@
 """The projection critic: the label's class logit joins the critic score, in D's and G's losses."""
-import numpy as np
 import pytest
 import tensorflow as tf
 
-from hvitgan_tf.training.gan import HViTGAN
 
 
-def _setup(tiny_model_config, tiny_train_config, projection):
+def _setup(gan_on_one_batch, tiny_train_config, projection):
     config = tiny_train_config.replace(diffaug="none", loss_weighting="none",
                                        critic_projection=projection)
-    model = HViTGAN(tiny_model_config, config, [16, 16])
-    model.compile()
-    rng = np.random.default_rng(1)
-    batch = 6
-    real = tf.constant(rng.uniform(-1, 1, (batch, 16, 16, 3)).astype(np.float32))
-    labels = tf.constant(np.arange(batch) % 2, tf.int32)
-    draws = model._draw(model.iterations_done, 0, batch, 0, batch)
-    fake = model.generator([draws["z"], draws["fake_labels"]], training=True)
-    return model, real, labels, fake, draws
+    return gan_on_one_batch(config, seed=1)
 
 
 def _label_logit(model, images, labels):
@@ -25,10 +15,10 @@ def _label_logit(model, images, labels):
     return tf.gather(logits, tf.cast(labels, tf.int32), axis=1, batch_dims=1).numpy()
 
 
-def test_critic_and_generator_terms_add_the_label_logit_only_when_asked(tiny_model_config,
+def test_critic_and_generator_terms_add_the_label_logit_only_when_asked(gan_on_one_batch,
                                                                         tiny_train_config):
-    plain, real, labels, fake, draws = _setup(tiny_model_config, tiny_train_config, False)
-    projected, *_ = _setup(tiny_model_config, tiny_train_config, True)
+    plain, real, labels, fake, draws = _setup(gan_on_one_batch, tiny_train_config, False)
+    projected, *_ = _setup(gan_on_one_batch, tiny_train_config, True)
     # An untrained class head's logits hardly depend on the image; make them matter, so that
     # the penalty's change below does not hang on which initial weights this process drew.
     head = plain.discriminator.class_head.kernel
@@ -58,10 +48,10 @@ def test_critic_and_generator_terms_add_the_label_logit_only_when_asked(tiny_mod
         float(g_plain["adversarial"]) - g_logit.mean(), rel=1e-4, abs=1e-5)
 
 
-def test_projection_reaches_the_class_head_through_the_critic_term(tiny_model_config,
+def test_projection_reaches_the_class_head_through_the_critic_term(gan_on_one_batch,
                                                                    tiny_train_config):
     """Without any class loss, the critic term alone trains the class head's weights."""
-    model, real, labels, fake, draws = _setup(tiny_model_config, tiny_train_config, True)
+    model, real, labels, fake, draws = _setup(gan_on_one_batch, tiny_train_config, True)
     head = model.discriminator.class_head.kernel
     with tf.GradientTape() as tape:
         terms, _ = model.critic_terms(real, labels, fake, draws, 1.0 / len(labels))
