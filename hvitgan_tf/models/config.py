@@ -80,6 +80,10 @@ class GeneratorConfig:
     # How each stage doubles the token grid: "pixel_shuffle" (the paper's stages 2-4: a token's
     # channels become a 2x2 block) or "bicubic" (interpolate; the paper's stage 1).
     upsampling: Tuple[str, ...] = ("bicubic", "pixel_shuffle", "pixel_shuffle", "pixel_shuffle")
+    # Every LayerNorm of the generator (the class projection's and the encoders') first
+    # subtracts each image's mean token (not in the paper; docs/method.md §11.10). False: the
+    # paper's per-token LayerNorm.
+    center_tokens: bool = False
 
     def __post_init__(self):
         for name in ("depth", "num_heads", "window_size", "upsampling"):
@@ -153,9 +157,10 @@ class GeneratorConfig:
                 f"stage), got {self.latent_dim}"
             )
         _require_int("class_embed_dim", self.class_embed_dim)
-        if not isinstance(self.class_projection, bool):
-            raise ConfigError(f"class_projection must be true or false, got "
-                              f"{self.class_projection!r}")
+        for name in ("class_projection", "center_tokens"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got "
+                                  f"{getattr(self, name)!r}")
         for k, (width, heads, window, grid) in enumerate(
             zip(self.stage_widths, self.num_heads, self.window_size, self.stage_grids), start=1
         ):

@@ -40,7 +40,7 @@ class GeneratorStage(keras.layers.Layer):
     """
 
     def __init__(self, upsample, depth, num_heads, window_size=None, mlp_ratio=4.0,
-                 epsilon=1e-6, class_projection=True, width=None, **kwargs):
+                 epsilon=1e-6, class_projection=True, width=None, center_tokens=False, **kwargs):
         super().__init__(**kwargs)
         if upsample not in UPSAMPLERS:
             raise ValueError(f"upsample must be one of {sorted(UPSAMPLERS)}, got {upsample!r}")
@@ -53,14 +53,19 @@ class GeneratorStage(keras.layers.Layer):
         self.class_projection = bool(class_projection)
         # Output width; None keeps what the upsampler gives (docs/method.md §2.2).
         self.width = None if width is None else int(width)
+        # Every LayerNorm of the stage first subtracts each image's mean token
+        # (GeneratorConfig.center_tokens).
+        self.center_tokens = bool(center_tokens)
         self.expand = None  # Dense to 4 * width before a pixel shuffle, when one is needed
-        self.norm = (ConditionalLayerNorm(self.epsilon, name="class_projection")
-                     if self.class_projection else LayerNorm(self.epsilon, name="norm"))
+        self.norm = (ConditionalLayerNorm(self.epsilon, self.center_tokens,
+                                          name="class_projection")
+                     if self.class_projection
+                     else LayerNorm(self.epsilon, self.center_tokens, name="norm"))
         self.upsample = UPSAMPLERS[upsample](name="upsample")
         self.position_embedding = PositionEmbedding(name="position_embedding")
         self.encoders = [
             TransformerEncoder(self.num_heads, self.mlp_ratio, self.window_size, self.epsilon,
-                               name=f"encoder_{i}")
+                               center_tokens=self.center_tokens, name=f"encoder_{i}")
             for i in range(self.depth)
         ]
 
@@ -114,6 +119,7 @@ class GeneratorStage(keras.layers.Layer):
             "epsilon": self.epsilon,
             "class_projection": self.class_projection,
             "width": self.width,
+            "center_tokens": self.center_tokens,
         }
 
 
@@ -153,7 +159,7 @@ class Generator(keras.Model):
                 mlp_ratio=cfg.mlp_ratio, epsilon=cfg.layer_norm_epsilon,
                 class_projection=cfg.class_projection,
                 width=cfg.stage_widths[k] if cfg.widths is not None else None,
-                name=f"stage_{k + 1}")
+                center_tokens=cfg.center_tokens, name=f"stage_{k + 1}")
             for k in range(NUM_STAGES)
         ]
         # Full precision (float32 under mixed_bfloat16): images come out float32 and the tanh

@@ -11,9 +11,17 @@ import keras
 from keras import ops
 
 
-def normalize(tokens, epsilon):
+def normalize(tokens, epsilon, center_tokens=False):
     """``(x - mean) / sqrt(var + eps)`` over the last (channel) axis, exact to any derivative
-    order. Runs in the input's dtype; callers upcast half precision first."""
+    order. Runs in the input's dtype; callers upcast half precision first.
+
+    With ``center_tokens`` each image's mean token (``[B, 1, C]``, the mean over the token axis)
+    is first subtracted, so a vector that every token of an image shares cannot reach the
+    normalisation (docs/method.md §11.10: the generator's encoders learn such a vector, shared
+    by every image too, within a hundred iterations, and normalising it away with the tokens
+    made every noise give the same image)."""
+    if center_tokens:
+        tokens = tokens - ops.mean(tokens, axis=1, keepdims=True)
     mean = ops.mean(tokens, axis=-1, keepdims=True)
     centred = tokens - mean
     variance = ops.mean(ops.square(centred), axis=-1, keepdims=True)
@@ -26,12 +34,14 @@ class LayerNorm(keras.layers.Layer):
 
     Same forward values as ``keras.layers.LayerNormalization(epsilon=...)``, but with exact
     second-order gradients (module docstring). Statistics run in full precision (float32 under
-    mixed precision); the output has the layer's compute dtype.
+    mixed precision); the output has the layer's compute dtype. ``center_tokens``: subtract each
+    image's mean token first (:func:`normalize`; input ``[B, n, C]``).
     """
 
-    def __init__(self, epsilon=1e-6, **kwargs):
+    def __init__(self, epsilon=1e-6, center_tokens=False, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
+        self.center_tokens = bool(center_tokens)
 
     def build(self, input_shape):
         width = input_shape[-1]
@@ -40,7 +50,7 @@ class LayerNorm(keras.layers.Layer):
 
     def call(self, tokens):
         full = self.variable_dtype
-        normalized = normalize(ops.cast(tokens, full), self.epsilon)
+        normalized = normalize(ops.cast(tokens, full), self.epsilon, self.center_tokens)
         out = normalized * ops.cast(self.gamma, full) + ops.cast(self.beta, full)
         return ops.cast(out, self.compute_dtype)
 
@@ -48,7 +58,8 @@ class LayerNorm(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return {**super().get_config(), "epsilon": self.epsilon,
+                "center_tokens": self.center_tokens}
 
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")
@@ -64,12 +75,15 @@ class ConditionalLayerNorm(keras.layers.Layer):
     plain LayerNorm; their biases play the part of LayerNorm's own learned scale and offset. The
     normalisation and the scale/offset run in full precision (float32 under mixed precision: a
     per-sample modulation that bfloat16's 8-bit mantissa would round away near 1); the output
-    has the layer's compute dtype.
+    has the layer's compute dtype. ``center_tokens``: subtract each image's mean token before
+    normalising (:func:`normalize`); the offset ``W_b e`` is added after, so the condition still
+    sets what every token of the image shares.
     """
 
-    def __init__(self, epsilon=1e-6, **kwargs):
+    def __init__(self, epsilon=1e-6, center_tokens=False, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
+        self.center_tokens = bool(center_tokens)
         self.gamma_projection = None
         self.beta_projection = None
 
@@ -88,7 +102,8 @@ class ConditionalLayerNorm(keras.layers.Layer):
 
     def call(self, inputs):
         tokens, condition = inputs
-        normalized = normalize(ops.cast(tokens, self.variable_dtype), self.epsilon)
+        normalized = normalize(ops.cast(tokens, self.variable_dtype), self.epsilon,
+                               self.center_tokens)
         gamma = 1.0 + self.gamma_projection(condition)  # [B, C]
         beta = self.beta_projection(condition)  # [B, C]
         # [B, 1, C]: one scale and offset per sample, shared by all its tokens.
@@ -99,4 +114,5 @@ class ConditionalLayerNorm(keras.layers.Layer):
         return input_shape[0]
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return {**super().get_config(), "epsilon": self.epsilon,
+                "center_tokens": self.center_tokens}

@@ -154,20 +154,24 @@ class TransformerEncoder(keras.layers.Layer):
         window_size: ``None`` for global attention over all tokens, or ``w`` for attention inside
             non-overlapping ``w x w`` windows of the square token grid (``w`` must divide it).
         epsilon: LayerNorm epsilon (1e-6).
+        center_tokens: both LayerNorms first subtract each image's mean token (the generator's
+            option, ``GeneratorConfig.center_tokens``; see ``normalization.normalize``).
 
     Input and output ``[batch, tokens, width]``. The MLP uses the exact (erf) GELU.
     """
 
-    def __init__(self, num_heads, mlp_ratio=4.0, window_size=None, epsilon=1e-6, **kwargs):
+    def __init__(self, num_heads, mlp_ratio=4.0, window_size=None, epsilon=1e-6,
+                 center_tokens=False, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.mlp_ratio = float(mlp_ratio)
         self.window_size = None if window_size is None else int(window_size)
         self.epsilon = float(epsilon)
-        self.attention_norm = LayerNorm(self.epsilon, name="attention_norm")
+        self.center_tokens = bool(center_tokens)
+        self.attention_norm = LayerNorm(self.epsilon, self.center_tokens, name="attention_norm")
         self.attention = MultiHeadSelfAttention(self.num_heads, self.window_size,
                                                 name="attention")
-        self.mlp_norm = LayerNorm(self.epsilon, name="mlp_norm")
+        self.mlp_norm = LayerNorm(self.epsilon, self.center_tokens, name="mlp_norm")
         self.mlp_hidden = None
         self.mlp_output = None
 
@@ -198,4 +202,5 @@ class TransformerEncoder(keras.layers.Layer):
             "mlp_ratio": self.mlp_ratio,
             "window_size": self.window_size,
             "epsilon": self.epsilon,
+            "center_tokens": self.center_tokens,
         }
