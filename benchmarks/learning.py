@@ -106,7 +106,9 @@ def main(argv=None):
         from hvitgan_tf.training.config import PAPER_TRAIN_SETTINGS
 
         train_changes = {**PAPER_TRAIN_SETTINGS, **train_changes}
-        model_changes = {"d_minibatch_std_group": 0, **model_changes}
+        # The generator's paper form too: per-token LayerNorm, widths C, C/4, C/16, C/64.
+        model_changes = {"d_minibatch_std_group": 0, "center_tokens": False, "widths": None,
+                         **model_changes}
 
     source = open_source(args.data, seed=args.seed)
     model_config = preset(args.preset, source.num_classes)

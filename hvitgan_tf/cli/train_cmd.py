@@ -56,7 +56,7 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
               metavar="WEIGHT",
               help="Weight of a mode-seeking term for the generator: two images of one label "
                    "are pushed apart by how far apart their noises are (against one image "
-                   "per label). 0: off, the paper's form.")
+                   "per label). 0: off, the paper's form. Needs an even --batch-size.")
 @click.option("--loss-weighting", type=click.Choice(LOSS_WEIGHTING_MODES), default="temperature",
               help="How the three auxiliary cross-entropies are combined (docs/method.md §4).")
 @click.option("--weight-adversarial", is_flag=True,
@@ -79,8 +79,8 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
 @click.option("--critic-projection/--no-critic-projection",
               default=TrainConfig.critic_projection,
               help="Add the class head's logit of each image's label to the critic score (a "
-                   "projection critic), so the WGAN terms carry the label too. Off: the "
-                   "paper's critic, the source head alone.")
+                   "projection critic), so the WGAN terms carry the label too (default). "
+                   "--no-critic-projection: the paper's critic, the source head alone.")
 @click.option("--class-warmup", type=click.IntRange(min=0), default=TrainConfig.class_warmup,
               metavar="N",
               help="First N iterations: only the critic's class head (and the features under "

@@ -87,7 +87,8 @@ class HViTGAN(keras.Model):
         group = model_config.discriminator.minibatch_std_group
         if train_config.mode_seeking and train_config.batch_size % 2:
             raise UserError(f"--mode-seeking pairs the generated images two by two: batch_size "
-                            f"{train_config.batch_size} must be even (per device)")
+                            f"{train_config.batch_size} must be even (per device); or "
+                            f"turn it off with --mode-seeking 0")
         if group and train_config.batch_size % group:
             raise UserError(f"batch_size {train_config.batch_size} must be a multiple of the "
                             f"discriminator's minibatch_std_group {group} (per device), so "
