@@ -102,10 +102,13 @@ def main(argv=None):
         shutil.rmtree(out)
     os.makedirs(out)
     train_changes, model_changes = split_overrides(args.overrides)
-    if args.paper:
-        from hvitgan_tf.training.config import PAPER_TRAIN_SETTINGS
+    from hvitgan_tf.training.config import PAPER_TRAIN_SETTINGS, data_train_defaults
 
-        train_changes = {**PAPER_TRAIN_SETTINGS, **train_changes}
+    # What 'hvitgan-tf train --data DATA' would use (the data's own defaults), or the paper's
+    # settings; --set wins over both.
+    train_changes = {**data_train_defaults(args.data),
+                     **(PAPER_TRAIN_SETTINGS if args.paper else {}), **train_changes}
+    if args.paper:
         # The generator's paper form too: per-token LayerNorm, widths C, C/4, C/16, C/64.
         model_changes = {"d_minibatch_std_group": 0, "center_tokens": False, "widths": None,
                          **model_changes}

@@ -27,7 +27,7 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
               help="Continue the run in --out from its last checkpoint. Options you do not "
                    "give are taken from the saved run; a different model is refused.")
 @click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs,
-              help="Passes over the training split. The default suits the demo (about 9 "
+              help="Passes over the training split. The default suits the demo (about 6 "
                    "minutes on 2 CPU cores); a PCam model needs hundreds, on a GPU.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Stop after this many iterations in total (overrides --epochs).")
@@ -56,7 +56,8 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
               metavar="WEIGHT",
               help="Weight of a mode-seeking term for the generator: two images of one label "
                    "are pushed apart by how far apart their noises are (against one image "
-                   "per label). 0: off, the paper's form. Needs an even --batch-size.")
+                   "per label). Default 0.1, 1.0 on the demo data; 0: off, the paper's "
+                   "form. Needs an even --batch-size.")
 @click.option("--loss-weighting", type=click.Choice(LOSS_WEIGHTING_MODES), default="temperature",
               help="How the three auxiliary cross-entropies are combined (docs/method.md §4).")
 @click.option("--weight-adversarial", is_flag=True,

@@ -31,7 +31,7 @@ SAME_AS_CRITIC = "same"
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = 16  # images per critic step, summed over all replicas
-    epochs: int = 30  # the CLI demo: 660 iterations, about 9 minutes on 2 CPU cores (README)
+    epochs: int = 30  # the CLI demo: 660 iterations, about 6 minutes on 2 CPU cores (README)
     total_steps: Optional[int] = None  # stop after this many iterations (overrides epochs)
     steps_per_epoch: Optional[int] = None  # default: one pass over the training split
     lr_g: float = 5e-4  # the paper's 1e-4 moved the CPU demo's generator too little
@@ -132,6 +132,21 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {**BEFORE_FIELD_EXISTED, **data}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+#: Training defaults that depend on the data (a setting given explicitly, or saved in the run
+#: being resumed, still wins). The demo's two classes differ by stain colour, which the label
+#: fixes within a few dozen iterations; what is left to learn in its 660 iterations is variety,
+#: and at the general default of 0.1 the samples of a class stayed alike (diversity 0.27 of the
+#: real patches' after 660 iterations; 0.64 after 330 at 1.0). On glyphs 0.5 already cost
+#: legibility (judge 0.74 against 0.96 after 1,098 iterations), so 1.0 is the demo's alone
+#: (docs/method.md §11.14).
+DATA_TRAIN_DEFAULTS = {"demo": {"mode_seeking": 1.0}}
+
+
+def data_train_defaults(data_spec: str) -> dict:
+    """The training defaults of the data source ``data_spec`` names (see DATA_TRAIN_DEFAULTS)."""
+    return dict(DATA_TRAIN_DEFAULTS.get(str(data_spec).strip(), {}))
 
 
 #: What a run saved before a field existed trained with (the paper's form of each departure).

@@ -20,7 +20,7 @@ import os
 from typing import Optional
 
 from hvitgan_tf.errors import UserError
-from hvitgan_tf.training.config import TrainConfig
+from hvitgan_tf.training.config import TrainConfig, data_train_defaults
 
 #: Setting -> ``TrainConfig`` field, for the settings of the training config (all of them are
 #: taken from the saved run on resume).
@@ -77,14 +77,15 @@ def saved_settings(run_dir: str) -> dict:
 
 def job_settings(run_dir: str, given: Optional[dict] = None, *, resume: bool = False) -> dict:
     """Every setting of a job: ``given``, else (on ``resume``) the saved run's, else the
-    default."""
+    data's default (``DATA_TRAIN_DEFAULTS``), else the default."""
     given = dict(given or {})
     unknown = sorted(set(given) - set(DEFAULTS))
     if unknown:
         raise UserError(f"unknown training setting(s) {', '.join(unknown)}; known: "
                         f"{', '.join(DEFAULTS)}")
     saved = saved_settings(run_dir) if resume else {}
-    return {**DEFAULTS, **saved, **given}
+    data = given.get("data", saved.get("data", DEFAULTS["data"]))
+    return {**DEFAULTS, **data_train_defaults(data), **saved, **given}
 
 
 @dataclasses.dataclass

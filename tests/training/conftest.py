@@ -65,9 +65,11 @@ def tiny_model_config():
 @pytest.fixture
 def tiny_train_config():
     # 32 examples / (4 * 2) = 4 iterations per epoch.
-    # The paper's loss (plain class sums, CE on fakes in D): tests of the departures set them.
+    # The paper's loss (plain class sums, CE on fakes in D, the source head alone as critic, no
+    # mode seeking): tests of the departures set them.
     return TrainConfig(batch_size=4, n_critic=2, epochs=1, seed=3, checkpoint_every=0,
-                       samples_per_class=2, class_gradient_share=0.0, d_class_on_fakes=True)
+                       samples_per_class=2, class_gradient_share=0.0, d_class_on_fakes=True,
+                       critic_projection=False, mode_seeking=0.0)
 
 
 @pytest.fixture

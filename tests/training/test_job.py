@@ -5,7 +5,7 @@ import pytest
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.fileio import write_json
 from hvitgan_tf.models.config import preset
-from hvitgan_tf.training.config import TrainConfig
+from hvitgan_tf.training.config import DATA_TRAIN_DEFAULTS, TrainConfig, data_train_defaults
 from hvitgan_tf.training.job import DEFAULTS, job_settings
 from hvitgan_tf.training.runner import run_file
 
@@ -32,8 +32,35 @@ def test_resume_takes_what_is_not_given_from_the_saved_run(tmp_path):
     assert (settings["fid_every"], settings["fid_features"], settings["fid_samples"]) == (
         2, "classifier:elsewhere", 50)
     assert (settings["export"], settings["export_dir"]) == (False, "elsewhere")
-    # Without --resume the saved run is not read: the defaults fill in.
-    assert job_settings(run, {"batch_size": 8}) == {**DEFAULTS, "batch_size": 8}
+    # The saved run's value wins over its data's default too.
+    assert settings["mode_seeking"] == TrainConfig.mode_seeking
+    # Without --resume the saved run is not read: the defaults (of the demo data) fill in.
+    assert job_settings(run, {"batch_size": 8}) == {**DEFAULTS, **data_train_defaults("demo"),
+                                                    "batch_size": 8}
+
+
+def test_the_demo_data_has_its_own_mode_seeking_default_that_an_option_overrides(tmp_path):
+    run = str(tmp_path)
+    assert DATA_TRAIN_DEFAULTS["demo"]["mode_seeking"] != TrainConfig.mode_seeking
+    assert job_settings(run, {})["mode_seeking"] == DATA_TRAIN_DEFAULTS["demo"]["mode_seeking"]
+    assert job_settings(run, {"data": "demo"})["mode_seeking"] == 1.0
+    assert job_settings(run, {"data": "glyphs"})["mode_seeking"] == TrainConfig.mode_seeking
+    assert job_settings(run, {"mode_seeking": 0.0})["mode_seeking"] == 0.0
+    assert data_train_defaults("folder:somewhere") == {}
+    assert data_train_defaults(" demo ") == DATA_TRAIN_DEFAULTS["demo"]
+
+
+def test_a_resumed_demo_run_keeps_its_own_mode_seeking_weight(tmp_path):
+    # A demo run saved with the general weight (or an older one) resumes with it, not with the
+    # demo's default: the weight shapes the data stream's meaning, --resume must not change it.
+    write_json(run_file(str(tmp_path)), {
+        "model": preset("tiny", num_classes=2).to_dict(),
+        "train": TrainConfig(batch_size=4, mode_seeking=0.1).to_dict(),
+        "data": {"data": "demo", "spec": "demo", "seed": 0,
+                 "class_names": ["dab_negative", "dab_positive"]},
+    })
+    assert job_settings(str(tmp_path), {}, resume=True)["mode_seeking"] == 0.1
+    assert job_settings(str(tmp_path), {"mode_seeking": 0.0}, resume=True)["mode_seeking"] == 0.0
 
 
 def test_settings_that_cannot_be_honoured_are_refused(tmp_path):
