@@ -191,6 +191,36 @@ def pixel_std(images) -> float:
     return float(np.mean(np.std(np.asarray(images, np.float64), axis=(1, 2, 3))))
 
 
+def neighbour_differences(images, axis: int) -> np.ndarray:
+    """Mean absolute difference between neighbouring pixels along ``axis`` (1: rows, 2:
+    columns), per boundary line: ``[S - 1]``, averaged over images, the other axis and channels."""
+    images = np.asarray(images, np.float64)
+    steps = np.abs(np.diff(images, axis=axis))  # [N, S-1, S, 3] or [N, S, S-1, 3]
+    other = 2 if axis == 1 else 1
+    return steps.mean(axis=(0, other, 3))
+
+
+def detail(images) -> float:
+    """Mean absolute step between neighbouring pixels (both directions), in [-1, 1] units: how
+    much fine structure (edges, nuclei, texture) the images carry; a flat field gives 0."""
+    return float(np.mean([neighbour_differences(images, axis).mean() for axis in (1, 2)]))
+
+
+def seam_ratio(images, pitch: int) -> float:
+    """Steps across the lines at multiples of ``pitch`` pixels divided by the steps across every
+    other line. Natural patches give about 1; a picture made of ``pitch``-pixel squares gives
+    more (its edges all sit on those lines). NaN if ``pitch`` leaves no such line."""
+    ratios = []
+    for axis in (1, 2):
+        steps = neighbour_differences(images, axis)
+        on_seam = np.zeros(len(steps), bool)
+        on_seam[pitch - 1::pitch] = True  # the step from pixel pitch-1 to pixel pitch, ...
+        if not on_seam.any() or on_seam.all():
+            return float("nan")
+        ratios.append(steps[on_seam].mean() / max(steps[~on_seam].mean(), 1e-12))
+    return float(np.mean(ratios))
+
+
 def generate(generator, labels, seeds, truncation: float = 1.0, batch_size: int = 200):
     """Images ``[N, S, S, 3]`` float32 from fixed per-sample seeds (``hvitgan_tf.noise``)."""
     latent = generator.config.latent_dim
@@ -207,6 +237,10 @@ def measure(generator, discriminator, reference: RealReference, *, samples_per_c
             seed: int = 1_000_000, truncation: float = 1.0) -> Dict[str, object]:
     """Every learning number for one generator (normally the EMA one) and discriminator."""
     k = reference.num_classes
+    # Pixels per token of each stage's grid coarser than the pixels: where blocky samples
+    # (each token painting its own square) show their seams.
+    pitches = [generator.config.image_size // g for g in generator.config.stage_grids
+               if generator.config.image_size // g >= 2]
     labels = np.repeat(np.arange(k, dtype=np.int32), samples_per_class)
     seeds = seed + np.tile(np.arange(samples_per_class, dtype=np.int64), k)
     fakes = generate(generator, labels, seeds, truncation)
@@ -236,6 +270,11 @@ def measure(generator, discriminator, reference: RealReference, *, samples_per_c
         "noise_effect": float(np.mean(np.abs(fakes - other_noise))),
         "pixel_std": pixel_std(fakes),
         "pixel_std_ratio": pixel_std(fakes) / reference.heldout_pixel_std,
+        # Texture: fine detail relative to the real patches (1.0 = as much), and how strongly
+        # edges line up with the stages' token grids, worst grid (real patches: about 1).
+        "detail_ratio": detail(fakes) / max(detail(reference.validation_images), 1e-12),
+        "seam_ratio": max(seam_ratio(fakes, p) for p in pitches),
+        "seam_ratio_real": max(seam_ratio(reference.validation_images, p) for p in pitches),
     }
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from hvitgan_tf.data import open_source
 from hvitgan_tf.evaluation.learning import (RealReference, ReferenceClassifier, class_diversity,
-                                            mean_pairwise_distance, measure, real_arrays,
-                                            sample_grid)
+                                            detail, mean_pairwise_distance, measure,
+                                            real_arrays, sample_grid, seam_ratio)
 from hvitgan_tf.models import build_discriminator, preset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +29,8 @@ def test_mean_pairwise_distance_and_class_diversity():
 
 class _Config:
     latent_dim = 8
+    image_size = SIZE
+    stage_grids = (4, 8, 16, 32)  # the small preset's: seams every 8 pixels
 
 
 class _CopyingGenerator:
@@ -75,6 +77,23 @@ def test_the_numbers_separate_copying_from_collapse(demo_reference):
     assert good["label_effect"] > 0.05
     assert 0.0 <= good["d_head_accuracy"] <= 1.0
     assert len(good["conditioning_accuracy_per_class"]) == 2
+    # Real patches carry as much fine detail as real patches and no seams on an 8-pixel grid.
+    assert 0.8 < good["detail_ratio"] < 1.25
+    assert 0.8 < good["seam_ratio"] < 1.25 and 0.8 < good["seam_ratio_real"] < 1.25
+
+
+def test_texture_numbers_tell_squares_and_flat_fields_from_texture():
+    rng = np.random.default_rng(0)
+    texture = rng.uniform(-1, 1, (6, SIZE, SIZE, 3))
+    assert seam_ratio(texture, 8) == pytest.approx(1.0, abs=0.1)
+    # 8-pixel squares of one colour each, with a little pixel noise on top.
+    squares = np.kron(rng.uniform(-1, 1, (6, 4, 4, 3)), np.ones((1, 8, 8, 1)))
+    squares += rng.normal(0, 0.02, squares.shape)
+    assert seam_ratio(squares, 8) > 5.0
+    assert seam_ratio(squares, 16) < seam_ratio(squares, 8)  # every other seam line only
+    assert np.isnan(seam_ratio(squares, SIZE))  # no line inside the image
+    flat = np.full((2, SIZE, SIZE, 3), 0.3)
+    assert detail(flat) == 0.0 and detail(texture) > detail(squares) > 0.0
 
 
 def test_sample_grid_has_a_row_per_class(demo_reference):
@@ -101,8 +120,10 @@ def test_learning_benchmark_runs_end_to_end(tmp_path):
     assert report["train"]["class_gradient_share"] == 0.0 and report["train"]["lr_g"] == 1e-4
     assert report["train"]["d_class_on_fakes"] is True
     assert report["model"]["discriminator"]["minibatch_std_group"] == 0
+    assert report["model"]["generator"]["rgb_skips"] is False
     assert set(report["summary"]) >= {"conditioning_accuracy", "fid", "diversity",
-                                      "d_head_accuracy", "fid_ratio_to_first"}
+                                      "d_head_accuracy", "fid_ratio_to_first", "detail_ratio",
+                                      "seam_ratio", "seam_ratio_real"}
     for name in ("grid_00000.png", "grid_00002.png", "curves.png", "progress.png"):
         assert (out / name).stat().st_size > 0
     last = json.loads(result.stdout.strip().splitlines()[-1])
