@@ -84,6 +84,11 @@ class GeneratorConfig:
     # subtracts each image's mean token (not in the paper; docs/method.md §11.10). False: the
     # paper's per-token LayerNorm.
     center_tokens: bool = False
+    # Every stage paints its own RGB image (a per-token Dense to 3 channels); the coarser ones
+    # are upsampled bicubically and summed with the last stage's before the tanh, as in
+    # StyleGAN2's output skips (not in the paper; docs/method.md §11.16). False: only the last
+    # stage's tokens become pixels.
+    rgb_skips: bool = False
 
     def __post_init__(self):
         for name in ("depth", "num_heads", "window_size", "upsampling"):
@@ -157,7 +162,7 @@ class GeneratorConfig:
                 f"stage), got {self.latent_dim}"
             )
         _require_int("class_embed_dim", self.class_embed_dim)
-        for name in ("class_projection", "center_tokens"):
+        for name in ("class_projection", "center_tokens", "rgb_skips"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got "
                                   f"{getattr(self, name)!r}")

@@ -10,6 +10,10 @@ Data flow (``H0 = S / 16``, widths for the pcam96 preset in brackets)::
     stage 4: class projection -> pixel shuffle x2    -> position emb. -> window encoders   [16]
     per-token Dense -> 3, tanh, reshape to S x S x 3
 
+With ``rgb_skips`` every stage has its own per-token Dense -> 3; the image of each stage is
+upsampled bicubically to the next stage's grid and added to that stage's, so the coarse stages
+paint smooth colour fields and the fine ones add detail; the tanh comes after the sum.
+
 The class projection of stage ``k`` is a conditional layer norm driven by
 ``e_k = concat(z_k, class_embedding(y))`` with ``z`` split into four chunks (skip-z); with
 ``class_projection=False`` it is a plain LayerNorm. Which attention each stage uses, and every
@@ -168,10 +172,22 @@ class Generator(keras.Model):
         # transformer layers: from a 4-channel last stage 0.02 gave images with a within-image
         # std of 0.03 (real patches: 0.2), which Adam at 1e-4 takes hundreds of steps to grow.
         last_width = cfg.stage_widths[-1]
-        self.to_rgb = keras.layers.Dense(
+        self.to_rgb = self._rgb_layer(last_width, "to_rgb")
+        # Output skips: stage k's own RGB (k < 4) and the x2 bicubic resizes that carry the
+        # running image from each stage's grid to the next.
+        self.skip_rgb, self.skip_upsample = [], []
+        if cfg.rgb_skips:
+            self.skip_rgb = [self._rgb_layer(width, f"to_rgb_stage_{k + 1}")
+                             for k, width in enumerate(cfg.stage_widths[:-1])]
+            self.skip_upsample = [
+                BicubicUpsample(name=f"rgb_upsample_{k + 2}", dtype=self.variable_dtype)
+                for k in range(NUM_STAGES - 1)]
+
+    def _rgb_layer(self, width, name):
+        return keras.layers.Dense(
             3, kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=(3.0 * last_width) ** -0.5),
-            bias_initializer="zeros", name="to_rgb", dtype=self.variable_dtype)
+                stddev=(3.0 * width) ** -0.5),
+            bias_initializer="zeros", name=name, dtype=self.variable_dtype)
 
     def build(self, input_shape=None):
         # Every shape follows from the config; the input shapes are only checked by the call.
@@ -183,10 +199,13 @@ class Generator(keras.Model):
         condition = (None, cfg.noise_chunk + cfg.class_embed_dim)
         if self.class_embedding is not None:
             self.class_embedding.build((None,))
-        for stage in self.stages:
+        for k, stage in enumerate(self.stages):
             stage.build([tokens, condition] if cfg.class_projection else tokens)
             tokens = stage.compute_output_shape(
                 [tokens, condition] if cfg.class_projection else tokens)
+            if k < len(self.skip_rgb):
+                self.skip_rgb[k].build(tokens)
+                self.skip_upsample[k].build(tokens[:-1] + (3,))
         self.to_rgb.build(tokens)
 
     def call(self, inputs, training=False):
@@ -201,14 +220,21 @@ class Generator(keras.Model):
         if cfg.class_projection:
             class_vector = self.class_embedding(labels)  # [N, class_embed_dim]
             noise_chunks = ops.split(z, NUM_STAGES, axis=-1)  # skip-z: 4 x [N, latent_dim/4]
-            for stage, z_k in zip(self.stages, noise_chunks):
+        image = None  # the output skips' running image, [N, g*g, 3] float32
+        for k, stage in enumerate(self.stages):
+            if cfg.class_projection:
                 condition = ops.concatenate(
-                    [z_k, ops.cast(class_vector, z_k.dtype)], axis=-1)  # e_k
+                    [noise_chunks[k], ops.cast(class_vector, z.dtype)], axis=-1)  # e_k
                 x = stage([x, condition])
-        else:
-            for stage in self.stages:
+            else:
                 x = stage(x)
-        rgb = ops.tanh(self.to_rgb(x))  # [N, S*S, 3], float32
+            if image is not None:
+                image = self.skip_upsample[k - 1](image)  # to this stage's grid
+            if k < len(self.skip_rgb):
+                painted = self.skip_rgb[k](x)
+                image = painted if image is None else image + painted
+        rgb = self.to_rgb(x)  # [N, S*S, 3], float32
+        rgb = ops.tanh(rgb if image is None else rgb + image)
         size = cfg.image_size
         return ops.reshape(rgb, (-1, size, size, 3))  # [N, S, S, 3]
 
