@@ -109,9 +109,10 @@ def main(argv=None):
     train_changes = {**data_train_defaults(args.data),
                      **(PAPER_TRAIN_SETTINGS if args.paper else {}), **train_changes}
     if args.paper:
-        # The generator's paper form too: per-token LayerNorm, widths C, C/4, C/16, C/64.
+        # The generator's paper form too: per-token LayerNorm, widths C, C/4, C/16, C/64, pixels
+        # from the last stage only.
         model_changes = {"d_minibatch_std_group": 0, "center_tokens": False, "widths": None,
-                         **model_changes}
+                         "rgb_skips": False, **model_changes}
 
     source = open_source(args.data, seed=args.seed)
     model_config = preset(args.preset, source.num_classes)
@@ -179,7 +180,8 @@ def summarize(records):
     trained = [r for r in records if r["iteration"] > 0]
     first_fid = trained[0]["fid"] if trained else None
     keys = ("iteration", "train_seconds", "conditioning_accuracy", "fid", "kid", "diversity",
-            "d_head_accuracy", "label_effect", "noise_effect", "pixel_std_ratio")
+            "d_head_accuracy", "label_effect", "noise_effect", "pixel_std_ratio",
+            "detail_ratio", "seam_ratio", "seam_ratio_real")
     summary = {k: last[k] for k in keys}
     summary["fid_first_trained"] = first_fid
     summary["fid_ratio_to_first"] = (last["fid"] / first_fid) if first_fid else None
@@ -193,16 +195,21 @@ def plot_curves(records, path, title=""):
     import matplotlib.pyplot as plt
 
     x = [r["iteration"] for r in records]
-    figure, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    figure, axes = plt.subplots(1, 5, figsize=(18.5, 3.4))
     panels = (("conditioning_accuracy", "independent-classifier accuracy on samples", (0, 1)),
               ("d_head_accuracy", "D class head on real validation", (0, 1)),
               ("diversity", "diversity (generated / real)", (0, None)),
-              ("fid", "FID (reference-classifier features)", (0, None)))
+              ("fid", "FID (reference-classifier features)", (0, None)),
+              ("seam_ratio", "edges on a generator token grid, worst grid\n(dashed: real)",
+               (0, None)))
     for axis, (key, label, limits) in zip(axes, panels):
-        axis.plot(x, [r[key] for r in records], marker="o")
+        axis.plot(x, [r.get(key, float("nan")) for r in records], marker="o")
         axis.set_title(label, fontsize=9)
         axis.set_xlabel("iteration")
         axis.set_ylim(*limits)
+        real = records[-1].get(f"{key}_real")
+        if real is not None:
+            axis.axhline(real, linestyle="--", color="grey")
         axis.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()

@@ -354,9 +354,10 @@ PRESETS = {
         ),
     },
     # The CPU demo model: 32 px, trains visibly on the demo patches in minutes on 2 cores.
-    # Three departures from scaling pcam96 down (docs/method.md §11.10-11.12): token centring;
-    # generator widths 256, 128, 64, 32 instead of 256, 64, 16, 4 (a 4-channel last stage
-    # painted 4-pixel sprites); discriminator patches of 4 pixels and width 256 (its class
+    # Four departures from scaling pcam96 down (docs/method.md §11.10-11.12, §11.16): token
+    # centring; generator widths 256, 128, 64, 32 instead of 256, 64, 16, 4 (a 4-channel last
+    # stage painted 4-pixel sprites); output skips (without them the demo's samples were
+    # 8-pixel squares of stain); discriminator patches of 4 pixels and width 256 (its class
     # head alone: 0.85 validation accuracy on glyphs after 600 steps, 0.49 with 2 / 128).
     "small": {
         "image_size": 32,
@@ -364,7 +365,7 @@ PRESETS = {
             latent_dim=128, embed_dim=256, depth=(2, 2, 1, 1), class_embed_dim=64,
             # Heads stay at least 16 channels wide, as in pcam96.
             num_heads=(4, 4, 1, 1), window_size=(None, None, 8, 8),
-            widths=(256, 128, 64, 32), center_tokens=True,
+            widths=(256, 128, 64, 32), center_tokens=True, rgb_skips=True,
         ),
         "discriminator": dict(
             patch_size=4, embed_dim=256, depth=(1, 1, 1, 2), num_heads=(2, 2, 4, 4),
