@@ -3,8 +3,9 @@
 
 What is counted: every matrix product, at 2 FLOPs per multiply-add -- the token projections
 (patch and input embeddings, q/k/v, attention output, both MLP layers, the conditional layer
-norm's gamma/beta projections, ``to_rgb`` and the heads), the two attention products
-(``q k^T`` and ``softmax(.) v``) and the bicubic upsampling, which is two matmuls too.
+norm's gamma/beta projections, ``to_rgb`` and, with ``rgb_skips``, every stage's own RGB
+projection, and the heads), the two attention products (``q k^T`` and ``softmax(.) v``) and
+the bicubic upsamplings (of tokens, and of the output skips' images), two matmuls each.
 
 What is left out (all elementwise, memory-bound, and together a few percent of the arithmetic
 at every preset): layer norms, softmax, GELU, residual and bias additions, position
@@ -83,6 +84,10 @@ def generator_forward(cfg: GeneratorConfig) -> ForwardFlops:
         tokens = grid * grid
         window = tokens if cfg.window_size[k] is None else cfg.window_size[k] ** 2
         total += cfg.depth[k] * encoder_block(tokens, width, cfg.mlp_ratio, window)
+        if cfg.rgb_skips and k < NUM_STAGES - 1:
+            # This stage's own RGB, and the x2 bicubic resize of the 3-channel running image
+            # from its grid to the next stage's.
+            total += dense(tokens, width, 3) + ForwardFlops(12 * grid ** 3 * 3, 0)
         width_in, grid_in = width, grid
     return total + dense(cfg.image_size ** 2, width_in, 3)  # to_rgb
 

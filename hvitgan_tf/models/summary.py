@@ -36,8 +36,12 @@ def describe_generator(generator):
             "parameters": _params(stage),
         })
     size = cfg.image_size
-    rows.append({"part": "output", "grid": f"{size}x{size}", "width": 3, "upsample": "-",
-                 "attention": "-", "blocks": 0, "parameters": _params(generator.to_rgb)})
+    # With output skips the row also holds each stage's own RGB projection (the bicubic
+    # resizes between them have no weights).
+    rows.append({"part": "output", "grid": f"{size}x{size}", "width": 3,
+                 "upsample": "bicubic skips" if cfg.rgb_skips else "-",
+                 "attention": "-", "blocks": 0,
+                 "parameters": _params(generator.to_rgb, *generator.skip_rgb)})
     return {
         "rows": rows,
         "resolutions": [h0, *cfg.stage_grids],

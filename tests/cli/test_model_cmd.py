@@ -47,6 +47,17 @@ def test_json_summary_counts_match_the_built_networks():
     assert described["discriminator"]["rows"][-1]["width"] == "4 + 1"  # four classes + source
 
 
+def test_small_summary_rows_add_up_with_the_output_skips():
+    from hvitgan_tf.models import build_generator, preset
+
+    result = run("--preset", "small", "--json")
+    assert result.exit_code == 0, result.output
+    generator = json.loads(result.output)["generator"]
+    assert generator["parameters"] == build_generator(preset("small").generator).count_params()
+    assert sum(row["parameters"] for row in generator["rows"]) == generator["parameters"]
+    assert generator["rows"][-1]["upsample"] == "bicubic skips"
+
+
 def test_summary_of_a_saved_config_file(tmp_path):
     from hvitgan_tf.models import preset
 

@@ -66,6 +66,9 @@ def test_the_option_is_serialised_validated_and_off_by_default():
     restored = type(generator).from_config(generator.get_config())
     assert restored.config.rgb_skips is True
     assert GeneratorConfig(**dataclasses.asdict(cfg)).rgb_skips is True
+    # A config saved before the option existed is the generator without skips.
+    saved = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "rgb_skips"}
+    assert GeneratorConfig(**saved).rgb_skips is False
     plain = build_generator(preset("tiny", 3).generator)
     assert plain.skip_rgb == [] and plain.skip_upsample == []
     with pytest.raises(ConfigError, match="rgb_skips"):
