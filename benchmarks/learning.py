@@ -39,6 +39,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
+# The paper's form of the preset's departures (--paper): no critic minibatch std, per-token
+# LayerNorm, generator widths C, C/4, C/16, C/64, pixels from the last stage only.
+PAPER_MODEL_CHANGES = {"d_minibatch_std_group": 0, "center_tokens": False, "widths": None,
+                       "rgb_skips": False}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,10 +115,7 @@ def main(argv=None):
     train_changes = {**data_train_defaults(args.data),
                      **(PAPER_TRAIN_SETTINGS if args.paper else {}), **train_changes}
     if args.paper:
-        # The generator's paper form too: per-token LayerNorm, widths C, C/4, C/16, C/64, pixels
-        # from the last stage only.
-        model_changes = {"d_minibatch_std_group": 0, "center_tokens": False, "widths": None,
-                         "rgb_skips": False, **model_changes}
+        model_changes = {**PAPER_MODEL_CHANGES, **model_changes}
 
     source = open_source(args.data, seed=args.seed)
     model_config = preset(args.preset, source.num_classes)

@@ -1,4 +1,5 @@
 """The learning numbers: each must tell a generator that copies the data from one that collapses."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -101,6 +102,19 @@ def test_sample_grid_has_a_row_per_class(demo_reference):
     images, labels = real_arrays(source, "validation", SIZE)
     grid = sample_grid(_CopyingGenerator(images, labels), source.class_names, per_class=3)
     assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[1] > 3 * SIZE
+
+
+def test_paper_settings_undo_every_departure_of_the_small_generator():
+    spec = importlib.util.spec_from_file_location("learning_benchmark",
+                                                  ROOT / "benchmarks" / "learning.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    small = preset("small", 10)
+    assert small.generator.rgb_skips and small.generator.center_tokens
+    paper = small.replace(**benchmark.PAPER_MODEL_CHANGES)
+    assert not paper.generator.rgb_skips and not paper.generator.center_tokens
+    assert paper.generator.stage_widths == (256, 64, 16, 4)
+    assert paper.discriminator.minibatch_std_group == 0
 
 
 def test_learning_benchmark_runs_end_to_end(tmp_path):
