@@ -26,8 +26,12 @@ def test_one_iteration_on_two_replicas_equals_one_device_with_the_same_global_ba
     report = _run("mirrored_vs_single.py", *extra)
     assert report["replicas"] == 2
     assert report["generator_change"] > 1e-5  # the iteration did move the weights
+    # Two replicas add the same float32 numbers in another order: the weights differ by 3e-7
+    # on an idle machine and up to 2e-6 under load, against an iteration's step of 5e-4 (the
+    # learning rate); 1 % of the step leaves room for the rounding and none for a real error.
+    tolerance = 0.01 * report["generator_change"]
     for network in ("generator", "discriminator", "ema_generator", "task_weights"):
-        assert report[network] < 1e-6, (network, report[network])
+        assert report[network] < tolerance, (network, report[network], tolerance)
     single, mirrored = report["logs_single"], report["logs_mirrored"]
     for name, value in single.items():
         assert mirrored[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
