@@ -58,6 +58,12 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
                    "are pushed apart by how far apart their noises are (against one image "
                    "per label). Default 0.1, 1.0 on the demo data; 0: off, the paper's "
                    "form. Needs an even --batch-size.")
+@click.option("--mode-seeking-blur", type=click.FloatRange(min=0),
+              default=TrainConfig.mode_seeking_blur, metavar="PIXELS",
+              help="Blur both images of a mode-seeking pair with a Gaussian of this standard "
+                   "deviation (pixels) before comparing them, so that only differences in "
+                   "layout and colour count, not grain or tiling. Default 0 (the pixels "
+                   "themselves), 3 on the demo data.")
 @click.option("--loss-weighting", type=click.Choice(LOSS_WEIGHTING_MODES), default="temperature",
               help="How the three auxiliary cross-entropies are combined (docs/method.md §4).")
 @click.option("--weight-adversarial", is_flag=True,

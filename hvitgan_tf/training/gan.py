@@ -12,7 +12,10 @@ keyed by ``(seed, iteration, purpose)``. Each replica draws the numbers for the 
 and keeps its own rows, so replicas get different numbers, runs are reproducible from the seed,
 and N replicas compute exactly what one device computes on the same global batch.
 """
+import math
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from hvitgan_tf.errors import UserError
@@ -482,7 +485,7 @@ class HViTGAN(keras.Model):
         if cfg.mode_seeking:
             # Pairs of neighbouring rows, so a replica's share of the batch holds whole pairs
             # and N replicas compute what one device does; 2 / global batch = 1 / pairs.
-            ratios = _mode_seeking_ratios(fake, draws["z"])
+            ratios = _mode_seeking_ratios(fake, draws["z"], cfg.mode_seeking_blur)
             per_pair = 2.0 * per_example
             terms["mode_seeking"] = cfg.mode_seeking * per_pair * tf.reduce_sum(
                 1.0 / (ratios + MODE_SEEKING_EPSILON))
@@ -526,14 +529,34 @@ def _paired_labels(labels):
     return tf.repeat(labels[0::2], 2)[:n]
 
 
-def _mode_seeking_ratios(images, z):
+def _mode_seeking_ratios(images, z, blur=0.0):
     """``[n // 2]``: mean |x_2k - x_2k+1| / mean |z_2k - z_2k+1| for the pairs of
-    :func:`_paired_labels` (the ratio of Mao et al. 2019, "mode seeking" GANs)."""
+    :func:`_paired_labels` (the ratio of Mao et al. 2019, "mode seeking" GANs); with ``blur``
+    the images are first smoothed by a Gaussian of that many pixels' standard deviation."""
     paired = tf.shape(images)[0] // 2 * 2  # an odd last row has no partner
     images, z = tf.cast(images[:paired], tf.float32), z[:paired]
+    if blur:
+        images = gaussian_blur(images, blur)
     image_distance = tf.reduce_mean(tf.abs(images[0::2] - images[1::2]), axis=[1, 2, 3])
     z_distance = tf.reduce_mean(tf.abs(z[0::2] - z[1::2]), axis=1)
     return image_distance / z_distance
+
+
+def gaussian_blur(images, sigma):
+    """``[N, H, W, C]`` float32 smoothed by a separable Gaussian of standard deviation
+    ``sigma`` pixels, cut at 2.5 sigma, borders mirrored (no dark frame from zero padding);
+    differentiable, and the same numbers on every device."""
+    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    radius = max(1, min(int(math.ceil(2.5 * sigma)), height - 1, width - 1))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).astype(np.float32)
+    along_x = tf.constant(np.tile(kernel[None, :, None, None], (1, 1, channels, 1)))
+    along_y = tf.constant(np.tile(kernel[:, None, None, None], (1, 1, channels, 1)))
+    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]],
+                    mode="REFLECT")
+    rows = tf.nn.depthwise_conv2d(padded, along_x, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(rows, along_y, [1, 1, 1, 1], "VALID")
 
 
 def _project(cfg, source, logits, labels):

@@ -32,7 +32,7 @@ TRAIN_SETTINGS = {
     "class_gradient_share": "class_gradient_share", "d_class_on_fakes": "d_class_on_fakes",
     "g_class_gradient_share": "g_class_gradient_share", "critic_projection": "critic_projection",
     "class_warmup": "class_warmup", "class_diffaug": "class_diffaug",
-    "mode_seeking": "mode_seeking",
+    "mode_seeking": "mode_seeking", "mode_seeking_blur": "mode_seeking_blur",
     "jit": "jit", "seed": "seed", "strategy": "strategy",
     "checkpoint_every": "checkpoint_every",
 }

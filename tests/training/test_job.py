@@ -46,6 +46,10 @@ def test_the_demo_data_has_its_own_mode_seeking_default_that_an_option_overrides
     assert job_settings(run, {"data": "demo"})["mode_seeking"] == 1.0
     assert job_settings(run, {"data": "glyphs"})["mode_seeking"] == TrainConfig.mode_seeking
     assert job_settings(run, {"mode_seeking": 0.0})["mode_seeking"] == 0.0
+    # ... and compares the two images of a pair after a blur, which an option also overrides.
+    assert job_settings(run, {})["mode_seeking_blur"] == 3.0 != TrainConfig.mode_seeking_blur
+    assert job_settings(run, {"data": "glyphs"})["mode_seeking_blur"] == 0.0
+    assert job_settings(run, {"mode_seeking_blur": 1.5})["mode_seeking_blur"] == 1.5
     assert data_train_defaults("folder:somewhere") == {}
     assert data_train_defaults(" demo ") == DATA_TRAIN_DEFAULTS["demo"]
 
@@ -55,11 +59,14 @@ def test_a_resumed_demo_run_keeps_its_own_mode_seeking_weight(tmp_path):
     # demo's default: the weight shapes the data stream's meaning, --resume must not change it.
     write_json(run_file(str(tmp_path)), {
         "model": preset("tiny", num_classes=2).to_dict(),
-        "train": TrainConfig(batch_size=4, mode_seeking=0.1).to_dict(),
+        "train": {k: v for k, v in TrainConfig(batch_size=4, mode_seeking=0.1).to_dict().items()
+                  if k != "mode_seeking_blur"},
         "data": {"data": "demo", "spec": "demo", "seed": 0,
                  "class_names": ["dab_negative", "dab_positive"]},
     })
     assert job_settings(str(tmp_path), {}, resume=True)["mode_seeking"] == 0.1
+    # A run saved before the blur existed compared raw pixels, and goes on doing so.
+    assert job_settings(str(tmp_path), {}, resume=True)["mode_seeking_blur"] == 0.0
     assert job_settings(str(tmp_path), {"mode_seeking": 0.0}, resume=True)["mode_seeking"] == 0.0
 
 
