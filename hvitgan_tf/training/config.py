@@ -10,6 +10,7 @@ docs/method.md §11, each with the paper's value one option away: ``lr_g`` 5e-4 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -106,8 +107,11 @@ class TrainConfig:
         for name in ("gp_weight", "drift_weight", "clip_norm", "checkpoint_every", "class_warmup",
                      "class_gradient_share", "g_class_gradient_share", "mode_seeking",
                      "mode_seeking_blur"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # NaN too
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not math.isfinite(self.mode_seeking_blur):
+            raise UserError(f"mode_seeking_blur must be a finite number of pixels, got "
+                            f"{self.mode_seeking_blur}")
         if not (0.0 <= self.beta_1 < 1.0 and 0.0 <= self.beta_2 < 1.0):
             raise UserError(f"Adam betas must be in [0, 1), got ({self.beta_1}, {self.beta_2})")
         if not 0.0 <= self.ema_decay < 1.0:

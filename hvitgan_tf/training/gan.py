@@ -544,9 +544,12 @@ def _mode_seeking_ratios(images, z, blur=0.0):
 
 def gaussian_blur(images, sigma):
     """``[N, H, W, C]`` float32 smoothed by a separable Gaussian of standard deviation
-    ``sigma`` pixels, cut at 2.5 sigma, borders mirrored (no dark frame from zero padding);
-    differentiable, and the same numbers on every device."""
+    ``sigma`` pixels, cut at 2.5 sigma and at one pixel less than the image (mirroring can
+    pad no further, so a wide blur is weaker on a tiny image), borders mirrored (no dark frame
+    from zero padding); differentiable, and the same numbers on every device."""
     height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    if min(height, width) < 2:
+        return images
     radius = max(1, min(int(math.ceil(2.5 * sigma)), height - 1, width - 1))
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)

@@ -1,4 +1,5 @@
 """Fixtures for training tests: an in-memory data source and tiny configs."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -80,6 +81,9 @@ def gan_on_one_batch(tiny_model_config):
     from hvitgan_tf.training.gan import HViTGAN
 
     def build(train_config, seed, batch=6):
+        # The initial weights too come from the seed, not from whichever tests ran before in
+        # this process.
+        keras.utils.set_random_seed(seed)
         model = HViTGAN(tiny_model_config, train_config, [16, 16])
         model.compile()
         rng = np.random.default_rng(seed)

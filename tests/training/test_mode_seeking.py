@@ -94,6 +94,8 @@ def test_gaussian_blur_keeps_flat_images_and_the_mean():
     assert float(tf.math.reduce_std(blurred)) < 0.5 * float(tf.math.reduce_std(noise))
     # A kernel wider than the image is cut to what mirroring can pad (tiny images).
     assert G.gaussian_blur(tf.zeros([1, 4, 4, 3]), 5.0).shape == (1, 4, 4, 3)
+    one_pixel = tf.ones([2, 1, 1, 3])
+    np.testing.assert_array_equal(G.gaussian_blur(one_pixel, 3.0).numpy(), one_pixel.numpy())
 
 
 def test_the_generator_term_compares_blurred_images(tiny_model_config, tiny_train_config):
@@ -115,3 +117,7 @@ def test_a_negative_blur_is_refused():
 
     with pytest.raises(UserError, match="mode_seeking_blur must be >= 0"):
         TrainConfig(mode_seeking_blur=-1.0)
+    with pytest.raises(UserError, match="mode_seeking_blur must be >= 0, got nan"):
+        TrainConfig(mode_seeking_blur=float("nan"))
+    with pytest.raises(UserError, match="finite number of pixels, got inf"):
+        TrainConfig(mode_seeking_blur=float("inf"))
