@@ -39,8 +39,7 @@ def test_class_losses_read_their_own_view_and_the_critic_keeps_its_own(gan_on_on
     assert float(stats_same["ce_real"]) == pytest.approx(_mean_ce(same, translated, labels),
                                                          rel=1e-5)
     # The two views really differ, at the precision the equalities above are checked to (with
-    # the tiny model's untrained head both CEs sit near ln 2, a few 1e-4 apart, how far
-    # depending on the initial weights, i.e. on which tests ran before in the process).
+    # the tiny model's untrained head both CEs sit near ln 2, only a few 1e-4 apart).
     assert not np.allclose(translated.numpy(), real.numpy())
     assert float(stats_own["ce_real"]) != pytest.approx(float(stats_same["ce_real"]), rel=1e-5)
     # The critic's scores do not depend on what the class losses see.
