@@ -550,7 +550,7 @@ def gaussian_blur(images, sigma):
     height, width, channels = images.shape[1], images.shape[2], images.shape[3]
     if min(height, width) < 2:
         return images
-    radius = max(1, min(int(math.ceil(2.5 * sigma)), height - 1, width - 1))
+    radius = min(int(math.ceil(2.5 * sigma)), height - 1, width - 1)  # >= 1 for sigma > 0
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
     kernel = (kernel / kernel.sum()).astype(np.float32)
