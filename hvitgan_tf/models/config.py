@@ -89,9 +89,21 @@ class GeneratorConfig:
     # StyleGAN2's output skips (not in the paper; docs/method.md §11.16). False: only the last
     # stage's tokens become pixels.
     rgb_skips: bool = False
+    # After every pixel shuffle, a fixed [1, 2, 1] / 4 filter along each axis of the new token
+    # grid (not in the paper; docs/method.md §11.18): it removes the pattern that repeats every
+    # two tokens, which a pixel shuffle makes at no cost and which showed through the small
+    # preset's samples as a lattice. False: the paper's plain pixel shuffle.
+    shuffle_blur: bool = False
+    # Per stage, the starting strength of a noise map added to the upsampled tokens (not in
+    # the paper; docs/method.md §11.18): a fixed random projection of the stage's noise chunk
+    # to one value per token, times a learned per-channel strength that starts at plus and
+    # minus this value on alternate channels. It gives the late stages randomness that differs
+    # from place to place, where the paper's noise reaches them only through the conditional
+    # layer norm, the same scale and shift for every token of an image. 0: none.
+    spatial_noise: Tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
 
     def __post_init__(self):
-        for name in ("depth", "num_heads", "window_size", "upsampling"):
+        for name in ("depth", "num_heads", "window_size", "upsampling", "spatial_noise"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name), NUM_STAGES, name))
         if self.widths is not None:
             if not isinstance(self.widths, (list, tuple)):
@@ -162,7 +174,12 @@ class GeneratorConfig:
                 f"stage), got {self.latent_dim}"
             )
         _require_int("class_embed_dim", self.class_embed_dim)
-        for name in ("class_projection", "center_tokens", "rgb_skips"):
+        for k, scale in enumerate(self.spatial_noise):
+            if (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                    or not 0 <= scale < float("inf")):
+                raise ConfigError(f"spatial_noise[{k}] must be a finite number >= 0, got "
+                                  f"{scale!r}")
+        for name in ("class_projection", "center_tokens", "rgb_skips", "shuffle_blur"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got "
                                   f"{getattr(self, name)!r}")

@@ -4,12 +4,13 @@
 What is counted: every matrix product, at 2 FLOPs per multiply-add -- the token projections
 (patch and input embeddings, q/k/v, attention output, both MLP layers, the conditional layer
 norm's gamma/beta projections, ``to_rgb`` and, with ``rgb_skips``, every stage's own RGB
-projection, and the heads), the two attention products (``q k^T`` and ``softmax(.) v``) and
+projection, with ``spatial_noise`` the projection of each stage's noise chunk to its noise
+map, and the heads), the two attention products (``q k^T`` and ``softmax(.) v``) and
 the bicubic upsamplings (of tokens, and of the output skips' images), two matmuls each.
 
 What is left out (all elementwise, memory-bound, and together a few percent of the arithmetic
 at every preset): layer norms, softmax, GELU, residual and bias additions, position
-embeddings, pixel shuffle, pooling, DiffAugment, losses, optimiser and EMA updates.
+embeddings, pixel shuffle and its blur, pooling, DiffAugment, losses, optimiser and EMA updates.
 
 The split into ``weights`` (products with a weight matrix) and ``attention`` (products of two
 activations) matters for the training iteration: the two kinds cost different multiples of the
@@ -82,6 +83,8 @@ def generator_forward(cfg: GeneratorConfig) -> ForwardFlops:
         if not shuffle:  # bicubic x2 as A X then A X again, A [2g, g]: 12 g^3 C
             total += ForwardFlops(12 * grid_in ** 3 * expanded, 0)
         tokens = grid * grid
+        if cfg.spatial_noise[k]:  # the stage's noise chunk projected to one value per token
+            total += dense(1, cfg.noise_chunk, tokens)
         window = tokens if cfg.window_size[k] is None else cfg.window_size[k] ** 2
         total += cfg.depth[k] * encoder_block(tokens, width, cfg.mlp_ratio, window)
         if cfg.rgb_skips and k < NUM_STAGES - 1:

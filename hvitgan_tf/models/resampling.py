@@ -63,7 +63,19 @@ class PixelShuffleUpsample(keras.layers.Layer):
 
     Each token's channels are split into four groups of ``C/4`` that become its 2x2 children, so
     resolution doubles at no compute cost while the width drops by 4.
+
+    With ``blur`` (``GeneratorConfig.shuffle_blur``; not in the paper) the new grid is then
+    smoothed by the fixed separable filter ``[1, 2, 1] / 4`` along each axis, borders reflected
+    (the token beyond an edge is the edge's neighbour). Children in the same corner of their
+    parents take the same slice of every parent's channels, so the cheapest pattern a pixel
+    shuffle makes is one that repeats every two tokens of the new grid; this filter's response
+    at exactly that period is zero (at the borders too, thanks to the reflection), and it keeps
+    a constant grid unchanged.
     """
+
+    def __init__(self, blur=False, **kwargs):
+        super().__init__(**kwargs)
+        self.blur = bool(blur)
 
     def build(self, input_shape):
         if input_shape[-1] % 4:
@@ -74,10 +86,32 @@ class PixelShuffleUpsample(keras.layers.Layer):
         g = square_grid_side(n, self.name)
         grid = ops.reshape(tokens, (-1, g, g, width))  # [B, g, g, C]
         grid = ops.depth_to_space(grid, 2)  # [B, 2g, 2g, C/4]
+        if self.blur:
+            grid = _smooth_121(_smooth_121(grid, axis=1), axis=2)
         return ops.reshape(grid, (-1, 4 * n, width // 4))  # [B, 4n, C/4]
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 4 * input_shape[1], input_shape[2] // 4)
+
+    def get_config(self):
+        return {**super().get_config(), "blur": self.blur}
+
+
+def _smooth_121(grid, axis):
+    """``[1, 2, 1] / 4`` along ``axis`` (1 or 2) of ``[B, H, W, C]`` with reflected borders: the
+    token beyond an edge is the edge's neighbour. Grids of one token come back unchanged."""
+    size = grid.shape[axis]
+    if size < 2:
+        return grid
+
+    def span(x, start, stop):
+        index = [slice(None)] * 4
+        index[axis] = slice(start, stop)
+        return x[tuple(index)]
+
+    padded = ops.concatenate([span(grid, 1, 2), grid, span(grid, size - 2, size - 1)], axis=axis)
+    return (span(padded, 0, size) + 2 * span(padded, 1, size + 1)
+            + span(padded, 2, size + 2)) * 0.25
 
 
 @keras.saving.register_keras_serializable(package="hvitgan_tf")

@@ -248,12 +248,21 @@ LAYERS = {
     "tokens": (lambda: ClassAndSourceTokens(), (None, 4, 8)),
     "bicubic": (lambda: BicubicUpsample(), (None, 4, 8)),
     "pixel shuffle": (lambda: PixelShuffleUpsample(), (None, 4, 8)),
+    "pixel shuffle, blurred": (lambda: PixelShuffleUpsample(blur=True), (None, 4, 8)),
     "pool": (lambda: TokenAveragePool(), (None, 16, 8)),
     "generator stage, CLN": (
         lambda: GeneratorStage("pixel_shuffle", 2, 1, 2, 4.0, 1e-6, True),
         [(None, 4, 16), (None, 3)]),
     "generator stage, LN": (lambda: GeneratorStage("bicubic", 1, 2, None, 4.0, 1e-6, False),
                             (None, 4, 8)),
+    "generator stage, blur and noise map": (
+        lambda: GeneratorStage("pixel_shuffle", 1, 1, None, 4.0, 1e-6, True, shuffle_blur=True,
+                               noise_scale=0.5, noise_dim=2),
+        [(None, 4, 16), (None, 3)]),
+    "generator stage, LN and noise map": (
+        lambda: GeneratorStage("bicubic", 1, 2, None, 4.0, 1e-6, False, noise_scale=0.5,
+                               noise_dim=3),
+        [(None, 4, 8), (None, 3)]),
     "discriminator stage": (lambda: DiscriminatorStage(2, 2, 2, 4.0, 1e-6, True),
                             (None, 16, 8)),
 }
