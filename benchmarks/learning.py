@@ -40,9 +40,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 # The paper's form of the preset's departures (--paper): no critic minibatch std, per-token
-# LayerNorm, generator widths C, C/4, C/16, C/64, pixels from the last stage only.
+# LayerNorm, generator widths C, C/4, C/16, C/64, pixels from the last stage only, plain pixel
+# shuffles and no noise maps.
 PAPER_MODEL_CHANGES = {"d_minibatch_std_group": 0, "center_tokens": False, "widths": None,
-                       "rgb_skips": False}
+                       "rgb_skips": False, "shuffle_blur": False, "spatial_noise": 0.0}
 
 
 def parse_args(argv=None):
@@ -118,7 +119,7 @@ def main(argv=None):
         model_changes = {**PAPER_MODEL_CHANGES, **model_changes}
 
     source = open_source(args.data, seed=args.seed)
-    model_config = preset(args.preset, source.num_classes)
+    model_config = preset(args.preset, source.num_classes, data=args.data)
     if model_changes:
         model_config = model_config.replace(**model_changes)
     train_config = TrainConfig(seed=args.seed, **train_changes)

@@ -163,7 +163,8 @@ def build_job(run_dir: str, given: Optional[dict] = None, *, resume: bool = Fals
     source = open_source(settings["data"], data_dir=settings["data_dir"],
                          fraction=settings["fraction"], limit=settings["limit"],
                          seed=settings["seed"], skip_bad=settings["skip_bad"])
-    model_config = preset(settings["preset"], num_classes=source.num_classes)
+    model_config = preset(settings["preset"], num_classes=source.num_classes,
+                          data=settings["data"])
     if settings["class_projection"] is not None:
         model_config = model_config.replace(class_projection=settings["class_projection"])
     return TrainingJob(run_dir=run_dir, resume=resume, settings=settings,

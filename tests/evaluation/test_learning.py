@@ -115,6 +115,8 @@ def test_paper_settings_undo_every_departure_of_the_small_generator():
     assert not paper.generator.rgb_skips and not paper.generator.center_tokens
     assert paper.generator.stage_widths == (256, 64, 16, 4)
     assert paper.discriminator.minibatch_std_group == 0
+    assert small.generator.shuffle_blur and any(small.generator.spatial_noise)
+    assert not paper.generator.shuffle_blur and not any(paper.generator.spatial_noise)
 
 
 def test_learning_benchmark_runs_end_to_end(tmp_path):

@@ -109,3 +109,21 @@ def test_config_and_package_import_without_tensorflow():
             "from hvitgan_tf.models import preset, ModelConfig; preset('pcam96'); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_small_keeps_its_earlier_generator_on_glyphs():
+    """docs/method.md §11.18: the tissue smoothing is off for the glyphs data, so `small` on
+    glyphs is the model the glyphs learning benchmark in benchmarks/results measured."""
+    small = preset("small", 10)
+    glyphs = preset("small", 10, data="glyphs")
+    assert small.generator.shuffle_blur and any(small.generator.spatial_noise)
+    assert glyphs.generator == dataclasses.replace(
+        small.generator, window_size=(None, None, 8, 8), shuffle_blur=False,
+        spatial_noise=(0.0, 0.0, 0.0, 0.0))
+    assert glyphs.discriminator == small.discriminator
+    assert preset("small", 10, data=" glyphs ") == glyphs
+    assert preset("small", 10, data="demo") == small == preset("small", 10, data="folder:x")
+    assert preset("tiny", 10, data="glyphs") == preset("tiny", 10)
+    measured = json.loads((pathlib.Path(__file__).parents[2] / "benchmarks" / "results"
+                           / "learning-glyphs" / "learning.json").read_text())["model"]
+    assert ModelConfig.from_dict(measured) == glyphs

@@ -75,8 +75,9 @@ def test_a_large_shared_offset_in_stage_one_no_longer_erases_the_noise(center):
     LayerNorm, and nothing to the centred one."""
     # Without output skips: the skip of stage 1 reads its tokens directly, so there a shared
     # offset is a colour shift (a bias of that Dense), not a division of the noise.
+    # Without noise maps too: they add noise after stage 1, past the LayerNorms in question.
     cfg = dataclasses.replace(preset("small", 2).generator, center_tokens=center,
-                              rgb_skips=False)
+                              rgb_skips=False, spatial_noise=0.0)
     generator = build_generator(cfg)
     before = _noise_effect(generator)
     mlp_output = generator.stages[0].encoders[-1].mlp_output

@@ -6,7 +6,7 @@ from hvitgan_tf.errors import UserError
 from hvitgan_tf.fileio import write_json
 from hvitgan_tf.models.config import preset
 from hvitgan_tf.training.config import DATA_TRAIN_DEFAULTS, TrainConfig, data_train_defaults
-from hvitgan_tf.training.job import DEFAULTS, job_settings
+from hvitgan_tf.training.job import DEFAULTS, build_job, job_settings
 from hvitgan_tf.training.runner import run_file
 
 
@@ -92,3 +92,12 @@ def test_the_train_command_shows_the_job_defaults():
     assert shown.pop("no_class_projection") is False and DEFAULTS["class_projection"] is None
     assert shown == {name: DEFAULTS[name] for name in shown}
     assert set(shown) | {"class_projection"} == set(DEFAULTS)
+
+
+def test_the_model_is_the_presets_for_the_data_it_trains_on(tmp_path):
+    # `small` smooths its generator for tissue but not for the glyphs (docs/method.md §11.18).
+    glyphs = build_job(str(tmp_path / "glyphs"), {"data": "glyphs", "limit": 20}).model_config
+    assert glyphs == preset("small", 10, data="glyphs")
+    assert not glyphs.generator.shuffle_blur
+    demo = build_job(str(tmp_path / "demo"), {"limit": 20}).model_config
+    assert demo == preset("small", 2) and demo.generator.shuffle_blur
