@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.profiler import model_analyzer, option_builder
 
 from hvitgan_tf.models import build_generator, preset
 from hvitgan_tf.models.config import ConfigError, GeneratorConfig, ModelConfig
@@ -170,21 +169,15 @@ def test_bad_values_are_refused_by_name(changes, field):
 
 
 def test_the_flop_count_includes_the_noise_maps():
+    # test_flops checks the count against TensorFlow's profile of the small preset, which has
+    # both options on; here: what each noise map adds.
     cfg = dataclasses.replace(preset("tiny", 3).generator, shuffle_blur=True,
                               spatial_noise=(0.1, 0.2, 0.3, 0.4))
-    generator = build_generator(cfg)
-    batch = 2
-    traced = tf.function(lambda z, y: generator([z, y]), input_signature=[
-        tf.TensorSpec([batch, cfg.latent_dim]), tf.TensorSpec([batch], tf.int32)])
-    options = option_builder.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    options["account_type_regexes"] = ["MatMul", "BatchMatMul.*"]
-    profiled = model_analyzer.profile(traced.get_concrete_function().graph, options=options)
-    assert int(profiled.total_float_ops) == batch * generator_forward(cfg).total
-    plain = dataclasses.replace(cfg, spatial_noise=0.0)
+    plain = dataclasses.replace(cfg, spatial_noise=0.0, shuffle_blur=False)
     grids = [g * g for g in cfg.stage_grids]
     assert (generator_forward(cfg).total - generator_forward(plain).total
             == sum(2 * cfg.noise_chunk * n for n in grids))
+    assert any(preset("small", 3).generator.spatial_noise)  # what test_flops profiles
 
 
 def test_both_options_run_under_mixed_bfloat16_and_xla(mixed_bfloat16):
