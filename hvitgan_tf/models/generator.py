@@ -14,7 +14,8 @@ With ``rgb_skips`` every stage has its own per-token Dense -> 3; the image of ea
 upsampled bicubically to the next stage's grid and added to that stage's, so the coarse stages
 paint smooth colour fields and the fine ones add detail; the tanh comes after the sum.
 
-Two options that are not in the paper (both off in ``pcam96``, on in ``small``): with
+Two options that are not in the paper (both off in ``pcam96``; on in ``small`` except on the
+``glyphs`` data, see ``PRESET_DATA_CHANGES``): with
 ``shuffle_blur`` each pixel shuffle smooths the grid it makes with a fixed ``[1, 2, 1]`` filter,
 and with ``spatial_noise`` a stage adds to its upsampled tokens a noise map, one value per token
 made from the stage's noise chunk, times a learned per-channel strength.
