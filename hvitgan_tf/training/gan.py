@@ -578,13 +578,25 @@ def _project(cfg, source, logits, labels):
 # different numbers when XLA compiles them (--jit), the integer path gives the same bits, so a
 # run is reproducible from its seed with or without XLA (as DiffAugment's parameters are).
 _UNIFORM_BITS = 24
+# The largest float32 below 1. The top draw, (2**24 - 1) + 0.5, needs 25 bits and rounds to
+# 2**24 in float32, so without this bound u would be exactly 1 once in 2**24 numbers, and
+# ndtri(1) = inf: a z with an infinite element, NaN images and a diverged run. With the demo's
+# 6,144 noise numbers per iteration that came at iteration 2,732.
+_BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
 
 
 def _unit_uniform(shape, seed):
     """float32 uniform on the open interval (0, 1), 24-bit resolution."""
     bits = tf.random.stateless_uniform(shape, seed=seed, minval=0, maxval=2 ** _UNIFORM_BITS,
                                        dtype=tf.int32, alg="philox")
-    return (tf.cast(bits, tf.float32) + 0.5) * (2.0 ** -_UNIFORM_BITS)
+    return _bits_to_unit(bits)
+
+
+def _bits_to_unit(bits):
+    """int32 ``bits`` in ``[0, 2**24)`` -> float32 ``(bits + 0.5) / 2**24``, kept below 1 (only
+    the top value moves, from 1 to the largest float32 below 1)."""
+    unit = (tf.cast(bits, tf.float32) + 0.5) * (2.0 ** -_UNIFORM_BITS)
+    return tf.minimum(unit, _BELOW_ONE)
 
 
 def _categorical(log_prior, count, seed):

@@ -150,3 +150,33 @@ def test_ema_generator_follows_a_short_run_instead_of_staying_near_its_start(
     # Six steps of 1 - decay_t = 0.9, 0.82, 0.75, 0.69, 0.64, 0.6: the EMA is at most a few
     # tenths of the way back towards the start, where a fixed 0.999 would sit at 99.4 %.
     assert np.linalg.norm(ema - live) < 0.35 * travelled
+
+
+def test_the_training_noise_stays_finite_at_the_top_of_the_uniform_range():
+    """The top 24-bit draw used to round to u = 1 in float32, and ndtri(1) = inf: the demo run
+    with seed 0 diverged at iteration 2,732 because of one such element in its generator
+    update's noise. That draw must now give a finite z, and every other value stays where it
+    was, (bits + 0.5) / 2**24."""
+    import types
+
+    from hvitgan_tf.training import gan as gan_module
+    from hvitgan_tf.training.config import TrainConfig
+
+    top = 2 ** gan_module._UNIFORM_BITS - 1
+    bits = tf.constant([0, 1, 12345, top - 1, top], tf.int32)
+    unit = gan_module._bits_to_unit(bits).numpy()
+    assert np.all(unit > 0) and np.all(unit < 1)
+    assert np.all(np.isfinite(tf.math.ndtri(unit).numpy()))
+    expected = (bits.numpy()[:-1].astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -24)
+    np.testing.assert_array_equal(unit[:-1], expected)
+
+    # The draw that broke the run: iteration 2,731 (0-based), generator update (micro-step
+    # n_critic = 2), batch 16 x latent 128.
+    stand_in = types.SimpleNamespace(train_config=TrainConfig(seed=0))
+    seed = HViTGAN._seed(stand_in, tf.constant(2731), gan_module._NOISE, 2)
+    raw = tf.random.stateless_uniform([16, 128], seed=seed, minval=0,
+                                      maxval=2 ** gan_module._UNIFORM_BITS, dtype=tf.int32,
+                                      alg="philox").numpy()
+    assert raw[14, 69] == top  # the case itself, so this test keeps testing it
+    z = tf.math.ndtri(gan_module._unit_uniform([16, 128], seed)).numpy()
+    assert np.all(np.isfinite(z)) and np.abs(z).max() < 6
