@@ -30,8 +30,8 @@ def _require_int(name, value, minimum=1):
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _check_common(cfg):
-    """Checks shared by both networks' configs."""
+def _check_common(cfg, min_depth=1):
+    """Checks shared by both networks' configs (a generator stage may have no blocks)."""
     _require_int("image_size", cfg.image_size)
     _require_int("num_classes", cfg.num_classes, minimum=2)
     _require_int("embed_dim", cfg.embed_dim)
@@ -42,7 +42,7 @@ def _check_common(cfg):
     if not cfg.layer_norm_epsilon > 0:
         raise ConfigError(f"layer_norm_epsilon must be > 0, got {cfg.layer_norm_epsilon}")
     for k in range(NUM_STAGES):
-        _require_int(f"depth[{k}]", cfg.depth[k])
+        _require_int(f"depth[{k}]", cfg.depth[k], minimum=min_depth)
         _require_int(f"num_heads[{k}]", cfg.num_heads[k])
         if cfg.window_size[k] is not None:
             _require_int(f"window_size[{k}]", cfg.window_size[k])
@@ -65,7 +65,9 @@ class GeneratorConfig:
     num_classes: int = 2
     latent_dim: int = 256
     embed_dim: int = 1024  # C: width of the input tokens and of stage 1
-    depth: Tuple[int, ...] = (4, 4, 4, 4)  # encoder blocks per stage
+    # Encoder blocks per stage. 0 is allowed: the stage then only upsamples, normalises
+    # (conditionally), adds its noise map and paints its RGB.
+    depth: Tuple[int, ...] = (4, 4, 4, 4)
     num_heads: Tuple[int, ...] = (4, 4, 4, 1)  # PRESETS["pcam96"] says why stage 4 has one
     # None = global self-attention; an int w = non-overlapping w x w window attention (assumed).
     window_size: Tuple[Optional[int], ...] = (None, None, 12, 16)
@@ -166,7 +168,7 @@ class GeneratorConfig:
                 f"{' -> '.join(f'{self.embed_dim / 4 ** i:g}' for i in range(shuffles + 1))}), "
                 f"got {self.embed_dim}"
             )
-        _check_common(self)
+        _check_common(self, min_depth=0)
         _require_int("latent_dim", self.latent_dim)
         if self.latent_dim % NUM_STAGES:
             raise ConfigError(
@@ -378,15 +380,21 @@ PRESETS = {
     # covered the demo's samples) and noise maps in stages 2-4 (with the blur alone every
     # sample had one motif); discriminator patches of 4 pixels and width 256 (its class head
     # alone: 0.85 validation accuracy on glyphs after 600 steps, 0.49 with 2 / 128). Generator
-    # stage 3 attending globally is a choice of the preset, like the discriminator's size.
+    # stage 3 attending globally and stage 4 without a block are choices of the preset, like the
+    # discriminator's size.
     "small": {
         "image_size": 32,
         "generator": dict(
-            latent_dim=128, embed_dim=256, depth=(2, 2, 1, 1), class_embed_dim=64,
+            latent_dim=128, embed_dim=256, depth=(2, 2, 1, 0), class_embed_dim=64,
             # Heads stay at least 16 channels wide, as in pcam96. Stage 3 (16 x 16 tokens)
             # attends globally: windows of 8 left a cross at 16 pixels in the demo's samples,
-            # and its 256 tokens are cheap (+7 % generator FLOPs).
-            num_heads=(4, 4, 1, 1), window_size=(None, None, None, 8),
+            # and its 256 tokens are cheap (+7 % generator FLOPs). Stage 4 (32 x 32 tokens)
+            # has no block: its windows of 8 cut the demo's samples into 8-pixel squares from
+            # about 1,650 iterations on; global attention there removed them at 1.13x the time
+            # per iteration; without a block they are gone too, the samples were as good or
+            # better at every length measured, and an iteration costs what it did with the
+            # windows (docs/method.md §11.20).
+            num_heads=(4, 4, 1, 1), window_size=(None, None, None, None),
             widths=(256, 128, 64, 32), center_tokens=True, rgb_skips=True,
             shuffle_blur=True, spatial_noise=(0.0, 0.3, 0.3, 0.3),
         ),
@@ -411,13 +419,13 @@ PRESETS = {
 
 
 #: Generator fields a preset sets differently for one data source (the source's spec, as given
-#: to ``--data``). The smoothing of docs/method.md §11.18 is for tissue; the `glyphs` digits are
-#: thin strokes, and with it `small` drew them less legibly and with less variety (judge 0.79
-#: against 0.92, diversity 0.61 against 0.75 after 2,196 iterations), so on `glyphs` `small`
-#: keeps its generator of before §11.18.
+#: to ``--data``). The smoothing of docs/method.md §11.18 and the block-less stage 4 of §11.20
+#: are for tissue; the `glyphs` digits are thin strokes, and with the smoothing `small` drew them
+#: less legibly and with less variety (judge 0.79 against 0.92, diversity 0.61 against 0.75
+#: after 2,196 iterations), so on `glyphs` `small` keeps its generator of before §11.18.
 PRESET_DATA_CHANGES = {
     "small": {
-        "glyphs": dict(window_size=(None, None, 8, 8), shuffle_blur=False,
+        "glyphs": dict(depth=(2, 2, 1, 1), window_size=(None, None, 8, 8), shuffle_blur=False,
                        spatial_noise=(0.0, 0.0, 0.0, 0.0)),
     },
 }

@@ -8,7 +8,9 @@ from hvitgan_tf.models.discriminator import build_discriminator
 from hvitgan_tf.models.generator import build_generator
 
 
-def _attention(window_size):
+def _attention(window_size, blocks=1):
+    if not blocks:
+        return "none"
     return "global" if window_size is None else f"window {window_size}x{window_size}"
 
 
@@ -32,7 +34,7 @@ def describe_generator(generator):
         rows.append({
             "part": f"stage {k + 1}", "grid": f"{g}x{g}", "width": cfg.stage_widths[k],
             "upsample": stage.upsample_mode.replace("_", " "),
-            "attention": _attention(cfg.window_size[k]), "blocks": cfg.depth[k],
+            "attention": _attention(cfg.window_size[k], cfg.depth[k]), "blocks": cfg.depth[k],
             "parameters": _params(stage),
         })
     size = cfg.image_size
@@ -71,7 +73,7 @@ def describe_discriminator(discriminator):
             "grid": f"2+{g}x{g}" if last else f"{g}x{g}",
             "width": cfg.stage_widths[k],
             "upsample": "+ class, source tokens" if last else "then 2x2 avg pool",
-            "attention": _attention(cfg.window_size[k]), "blocks": cfg.depth[k],
+            "attention": _attention(cfg.window_size[k], cfg.depth[k]), "blocks": cfg.depth[k],
             "parameters": _params(stage, *extra),
         })
     rows.append({"part": "heads", "grid": "2 tokens", "width": f"{cfg.num_classes} + 1",

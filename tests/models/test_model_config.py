@@ -69,7 +69,7 @@ def test_replace_sends_shared_fields_to_both_networks():
     (GeneratorConfig, {"window_size": (None, None, 10, 16)}, "window_size[2]"),
     (GeneratorConfig, {"window_size": (None, None, 12, 0)}, "window_size[3]"),
     (GeneratorConfig, {"latent_dim": 30}, "latent_dim"),
-    (GeneratorConfig, {"depth": (4, 0, 4, 4)}, "depth[1]"),
+    (GeneratorConfig, {"depth": (4, -1, 4, 4)}, "depth[1]"),
     (GeneratorConfig, {"depth": (4, 4, 4)}, "depth"),
     (GeneratorConfig, {"class_projection": "no"}, "class_projection"),
     (GeneratorConfig, {"num_classes": 1}, "num_classes"),
@@ -92,6 +92,12 @@ def test_invalid_configs_name_the_field(factory, changes, field):
     assert field in str(error.value)
 
 
+def test_a_generator_stage_may_have_no_blocks_but_a_discriminator_stage_may_not():
+    assert GeneratorConfig(depth=(4, 4, 4, 0)).depth == (4, 4, 4, 0)
+    with pytest.raises(ConfigError, match=r"depth\[3\] must be an integer >= 1"):
+        DiscriminatorConfig(depth=(1, 1, 1, 0))
+
+
 def test_mismatched_networks_are_rejected():
     with pytest.raises(ConfigError, match="image_size"):
         ModelConfig("custom", GeneratorConfig(image_size=32, embed_dim=256, window_size=None),
@@ -112,13 +118,15 @@ def test_config_and_package_import_without_tensorflow():
 
 
 def test_small_keeps_its_earlier_generator_on_glyphs():
-    """docs/method.md §11.18: the tissue smoothing is off for the glyphs data, so `small` on
-    glyphs is the model the glyphs learning benchmark in benchmarks/results measured."""
+    """docs/method.md §11.18, §11.20: the tissue smoothing and the block-less stage 4 are off
+    for the glyphs data, so `small` on glyphs is the model the glyphs learning benchmark in
+    benchmarks/results measured."""
     small = preset("small", 10)
     glyphs = preset("small", 10, data="glyphs")
     assert small.generator.shuffle_blur and any(small.generator.spatial_noise)
+    assert small.generator.depth == (2, 2, 1, 0)  # no stage-4 block on tissue (§11.20)
     assert glyphs.generator == dataclasses.replace(
-        small.generator, window_size=(None, None, 8, 8), shuffle_blur=False,
+        small.generator, depth=(2, 2, 1, 1), window_size=(None, None, 8, 8), shuffle_blur=False,
         spatial_noise=(0.0, 0.0, 0.0, 0.0))
     assert glyphs.discriminator == small.discriminator
     assert preset("small", 10, data=" glyphs ") == glyphs

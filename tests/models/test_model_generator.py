@@ -149,3 +149,39 @@ def test_generator_under_mixed_bfloat16(tiny, mixed_bfloat16):
     grads = tape.gradient(loss, variables)
     assert not [v.path for v, g in zip(variables, grads) if g is None]
     assert all(g.dtype == tf.float32 for g in grads)  # variables stay float32
+
+
+def test_a_stage_without_blocks_upsamples_paints_and_learns(tiny, tiny_discriminator):
+    """docs/method.md §11.20: `small`'s last stage on tissue has no transformer block. Such a
+    stage still upsamples, normalises by class, adds its noise map and paints, and every weight
+    it keeps learns."""
+    import dataclasses
+
+    from hvitgan_tf.models.flops import encoder_block, generator_forward
+
+    cfg = dataclasses.replace(tiny.generator, depth=(1, 1, 1, 0), spatial_noise=0.3,
+                              rgb_skips=True)
+    generator = build_generator(cfg)
+    last = generator.stages[3]
+    assert last.encoders == []
+    assert not [v for v in last.weights if "encoder" in v.path]
+    z, labels = noise_and_labels(cfg, 3)
+    images = np.asarray(generator([z, labels], training=False))
+    assert images.shape == (3, 16, 16, 3) and np.std(images) > 0
+    rng = np.random.default_rng(0)
+    for stage in generator.stages:  # CLN weights off zero, so the class path has a gradient
+        stage.norm.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.1
+                                for w in stage.norm.get_weights()])
+    with tf.GradientTape() as tape:
+        source, logits = tiny_discriminator(generator([z, labels], training=True),
+                                            training=True)
+        loss = tf.reduce_sum(source) + tf.reduce_sum(logits)
+    grads = tape.gradient(loss, last.trainable_variables)
+    assert last.trainable_variables and all(
+        g is not None and np.any(np.asarray(tf.convert_to_tensor(g))) for g in grads)
+    # The FLOP count drops by exactly the missing block.
+    with_block = dataclasses.replace(cfg, depth=(1, 1, 1, 1))
+    grid = with_block.stage_grids[3]
+    window = (grid * grid if cfg.window_size[3] is None else cfg.window_size[3] ** 2)
+    block = encoder_block(grid * grid, with_block.stage_widths[3], cfg.mlp_ratio, window)
+    assert generator_forward(with_block).total - generator_forward(cfg).total == block.total
