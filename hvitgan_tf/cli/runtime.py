@@ -12,5 +12,6 @@ class TFCommand(click.Command):
 
     def invoke(self, ctx):
         root = ctx.find_root()
-        start_tensorflow(bool((root.obj or {}).get("verbose")))
+        start_tensorflow(bool((root.obj or {}).get("verbose")),
+                         deterministic=bool(ctx.params.get("deterministic")))
         return super().invoke(ctx)

@@ -27,7 +27,7 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
               help="Continue the run in --out from its last checkpoint. Options you do not "
                    "give are taken from the saved run; a different model is refused.")
 @click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs,
-              help="Passes over the training split. The default suits the demo (about 6 "
+              help="Passes over the training split. The default suits the demo (about 8 "
                    "minutes on 2 CPU cores); a PCam model needs hundreds, on a GPU.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Stop after this many iterations in total (overrides --epochs).")
@@ -102,6 +102,12 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
                    "2-core CPU (benchmarks/run.py): pcam96 iterations 1.23x faster but 2 GiB "
                    "more memory, small no faster, and a first step 1.5-3 min longer. Same "
                    "random numbers either way.")
+@click.option("--deterministic", is_flag=True,
+              help="Bit-identical reruns and resumes from the same seed on the same machine: "
+                   "TensorFlow runs one op at a time with deterministic kernels. Without it "
+                   "runs of the small model agree only up to float rounding, which a GAN "
+                   "amplifies; measured cost about 1.3x per iteration on 2 CPU cores "
+                   "(docs/method.md §11.21). Give it again with --resume.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=TrainConfig.strategy,
               help="auto: several hosts from TF_CONFIG, a TPU, several GPUs, or one device.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0),
@@ -144,6 +150,7 @@ def train(ctx, run_dir, resume, **options):
     from hvitgan_tf.export import export_run
     from hvitgan_tf.training.job import build_job
 
+    options.pop("deterministic")  # TFCommand set up TensorFlow with it; not a training option
     # Only the options given on the command line: --resume takes the others from the run.
     given = {name: value for name, value in options.items()
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from hvitgan_tf import __version__
+from hvitgan_tf._backend import runtime_record
 from hvitgan_tf.errors import UserError
 from hvitgan_tf.fileio import (NoSpaceLeft, is_disk_full, lock_folder, read_json,
                                release_folder, remove_abandoned_temporaries, write_json)
@@ -245,7 +246,21 @@ def _starting_point(run_dir, model_config, train_config, data_info, resume):
                         + shared_storage_hint())
     if note:
         print(f"note: {note}", file=sys.stderr)
+    _warn_if_no_longer_deterministic(run_dir)
     return start, note is not None
+
+
+def _warn_if_no_longer_deterministic(run_dir):
+    """A run started with --deterministic and resumed without it keeps going, but no longer
+    bit for bit; say so."""
+    try:
+        before = read_json(os.path.join(run_dir, RUN_FILE)).get("runtime", {})
+    except (OSError, ValueError, UserError):
+        return  # check_resume has read run.json already; nothing to add here
+    if before.get("deterministic") and not runtime_record()["deterministic"]:
+        print("note: this run was started with --deterministic; resumed without it, it "
+              "matches an uninterrupted run only up to float rounding (add --deterministic)",
+              file=sys.stderr)
 
 
 def _remove_abandoned_temporaries(run_dir):
@@ -285,7 +300,8 @@ def _prepare(run_dir, source, model_config, train_config, *, resume, data_info, 
 
     record = {"hvitgan_tf_version": __version__, "model": model_config.to_dict(),
               "train": train_config.to_dict(), "data": data_info,
-              "strategy": kind, "replicas": strategy.num_replicas_in_sync}
+              "strategy": kind, "replicas": strategy.num_replicas_in_sync,
+              "runtime": runtime_record()}
     if fid_selection is not None and fid_selection.enabled:
         record["fid_selection"] = fid_selection.to_dict()  # --resume selects the same way
     if export_options is not None:
