@@ -83,10 +83,10 @@ def start_tensorflow(verbose=False, deterministic=False):
 def _configure(tf, deterministic):
     """Make TensorFlow's runtime deterministic, before it starts.
 
-    Measured (docs/method.md §11.21): with TensorFlow's default of running independent ops of
-    a training step side by side, two runs of the `small` model from the same seed differed
-    in the last bits after 3 iterations, in one process or in two, even with one thread per
-    op or oneDNN off; with one op at a time they were identical.
+    Measured (docs/method.md §11.21): by default two runs of the `small` model from the same
+    seed differed in the last bits after 3 iterations, in one process or in two, also with
+    one thread per op or oneDNN off; with one op at a time alone they mostly agreed, with one
+    op at a time and op determinism together they were identical every time.
     """
     if deterministic:
         try:

@@ -27,7 +27,7 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
               help="Continue the run in --out from its last checkpoint. Options you do not "
                    "give are taken from the saved run; a different model is refused.")
 @click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs,
-              help="Passes over the training split. The default suits the demo (about 8 "
+              help="Passes over the training split. The default suits the demo (8-9 "
                    "minutes on 2 CPU cores); a PCam model needs hundreds, on a GPU.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Stop after this many iterations in total (overrides --epochs).")

@@ -39,9 +39,9 @@ def _state(run_dir):
 
 
 def test_two_deterministic_runs_of_the_small_demo_model_are_bit_identical(tmp_path):
-    # Without the flag, two such 3-iteration runs (same seed, separate processes or one after
-    # the other in one process) differed in the last bits in 4 of the 5 pairs measured
-    # (benchmarks/determinism.py); the tiny model of the other tests never did.
+    # Without the flag, two such 3-iteration runs (same seed) differed in the last bits, in
+    # two processes and in one (benchmarks/results/determinism-pairs.json); the tiny model of
+    # the other tests never did.
     runs = [tmp_path / f"run-{k}" for k in range(2)]
     for run in runs:
         _train(run, "--deterministic", "--steps", "3")  # small on demo: the defaults
