@@ -32,7 +32,7 @@ SAME_AS_CRITIC = "same"
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = 16  # images per critic step, summed over all replicas
-    epochs: int = 40  # the CLI demo: 880 iterations, 8-9 minutes on 2 CPU cores (README)
+    epochs: int = 40  # the CLI demo: 880 iterations, 8-10 minutes on 2 CPU cores (README)
     total_steps: Optional[int] = None  # stop after this many iterations (overrides epochs)
     steps_per_epoch: Optional[int] = None  # default: one pass over the training split
     lr_g: float = 5e-4  # the paper's 1e-4 moved the CPU demo's generator too little
