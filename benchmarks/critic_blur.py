@@ -1,6 +1,7 @@
 """Does the critic notice that a patch is blurred? (docs/method.md §11.22)
 
     python benchmarks/critic_blur.py --data demo                  # critic alone, per policy
+    python benchmarks/critic_blur.py --policies translation --blur-share 0.5 --fakes-from runs/demo
     python benchmarks/critic_blur.py --run runs/demo              # a trained run's critic
 
 Two measurements, each printed as JSON lines.
@@ -12,7 +13,9 @@ augmentation, but its "fakes" are the real batch blurred by a Gaussian of ``--si
 Every ``--every`` steps it reports, on the validation split without augmentation, the mean score
 of the real patches minus that of the same patches blurred (``gap``) and the share of patches
 whose real version scores higher (``ranked``; 0.5 = blind). A critic that cannot learn this on
-its own cannot ask the generator for sharp detail either.
+its own cannot ask the generator for sharp detail either. With ``--blur-share S --fakes-from
+RUN`` only a share S of each batch's fakes are blurred real patches and the rest are samples of
+that run's (frozen, live) generator, as in GAN training with blurred patches as extra fakes.
 
 *A trained run* (``--run``): the run's last checkpoint scores the validation patches, the same
 patches blurred at several sigmas, and the EMA and live generators' samples for the same labels.
@@ -39,12 +42,23 @@ def parse_args(argv=None):
     parser.add_argument("--policies", default=DEFAULT_POLICIES,
                         help="DiffAugment policies to compare, separated by ';' "
                              f"(default: {DEFAULT_POLICIES!r}; 'none' = no augmentation)")
+    parser.add_argument("--blur-share", type=float, default=1.0,
+                        help="critic alone: share of each batch's fakes that are blurred real "
+                             "patches; the rest come from --fakes-from's generator")
+    parser.add_argument("--fakes-from", default=None, metavar="RUN",
+                        help="critic alone: the run whose (live, frozen) generator makes the "
+                             "fakes that are not blurred real patches")
     parser.add_argument("--run", default=None,
                         help="score this run's last checkpoint instead of training critics")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="FIELD=VALUE", help="change a training or model option")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.blur_share <= 1.0:
+        parser.error(f"--blur-share must be in [0, 1], got {args.blur_share}")
+    if args.blur_share < 1.0 and not args.fakes_from:
+        parser.error("--blur-share below 1 needs --fakes-from RUN for the other fakes")
+    return args
 
 
 def projected_scores(gan, images, labels):
@@ -99,6 +113,7 @@ def critic_alone(args):
         model_config = model_config.replace(**model_changes)
     size = model_config.image_size
     images, labels = real_arrays(source, "validation", size)
+    generator = None if args.blur_share == 1.0 else load_trained(args.fakes_from)[0].generator
     summary = {}
     for policy in [p.strip() for p in args.policies.split(";") if p.strip()]:
         keras.utils.set_random_seed(args.seed)
@@ -111,12 +126,21 @@ def critic_alone(args):
             tf.distribute.get_strategy(), training_examples(source, size, args.seed),
             batch_size=batch, n_critic=1))
 
+        blurred_rows = int(round(args.blur_share * batch))
+
         @tf.function
         def step(real, real_labels, iteration):
             draws = gan._draw(iteration, 0, batch, 0, batch)
-            # The blurred copies carry their own labels, as a fake of that class would.
-            draws = {**draws, "fake_labels": tf.cast(real_labels, draws["fake_labels"].dtype)}
-            fake = gaussian_blur(real, args.sigma)
+            # The blurred copies carry their own labels, as a fake of that class would; the
+            # generated rows keep the labels drawn for them.
+            fake_labels = tf.concat([tf.cast(real_labels[:blurred_rows],
+                                             draws["fake_labels"].dtype),
+                                     draws["fake_labels"][blurred_rows:]], 0)
+            draws = {**draws, "fake_labels": fake_labels}
+            fake = gaussian_blur(real[:blurred_rows], args.sigma)
+            if generator is not None:
+                generated = generator([draws["z"], fake_labels], training=False)
+                fake = tf.concat([fake, tf.cast(generated[blurred_rows:], real.dtype)], 0)
             gradients, _ = gan._critic_gradients(real, real_labels, fake, draws, 1.0 / batch, 1)
             gan.d_optimizer.apply(gan._clip(gradients), gan.d_variables)
 
@@ -124,6 +148,7 @@ def critic_alone(args):
         for i in range(args.steps + 1):
             if i % args.every == 0 or i == args.steps:
                 record = {"policy": policy, "step": i, "sigma": args.sigma,
+                          "blur_share": args.blur_share,
                           **gap_record(gan, images, labels, args.sigma),
                           "seconds": round(time.time() - started, 1)}
                 print(json.dumps(record), flush=True)
@@ -133,7 +158,22 @@ def critic_alone(args):
             step(tf.cast(x[:, 0], tf.float32), y[:, 0], tf.constant(i, tf.int64))
         summary[policy] = {k: record[k] for k in ("gap", "ranked")}
     print(json.dumps({"summary": summary, "steps": args.steps, "sigma": args.sigma,
+                      "blur_share": args.blur_share, "fakes_from": args.fakes_from,
                       "data": args.data, "preset": args.preset}), flush=True)
+
+
+def load_trained(run_dir):
+    """``(HViTGAN with the run's last checkpoint, data_info, checkpoint path)``."""
+    from hvitgan_tf.training import checkpoints
+    from hvitgan_tf.training.gan import HViTGAN
+    from hvitgan_tf.training.runner import load_run
+
+    model_config, train_config, info = load_run(run_dir)
+    gan = HViTGAN(model_config, train_config, info["class_counts"])
+    gan.compile()
+    checkpoint = checkpoints.resolve(run_dir, "last")
+    gan.load_weights(checkpoint)
+    return gan, info, checkpoint
 
 
 def trained_run(args):
@@ -141,17 +181,9 @@ def trained_run(args):
 
     from hvitgan_tf.data import open_source
     from hvitgan_tf.evaluation.learning import generate, real_arrays
-    from hvitgan_tf.training import checkpoints
-    from hvitgan_tf.training.gan import HViTGAN
-    from hvitgan_tf.training.runner import load_run
-
-    model_config, train_config, info = load_run(args.run)
-    gan = HViTGAN(model_config, train_config, info["class_counts"])
-    gan.compile()
-    checkpoint = checkpoints.resolve(args.run, "last")
-    gan.load_weights(checkpoint)
+    gan, info, checkpoint = load_trained(args.run)
     source = open_source(info["spec"], seed=info["seed"])
-    images, labels = real_arrays(source, "validation", model_config.image_size)
+    images, labels = real_arrays(source, "validation", gan.model_config.image_size)
     seeds = np.arange(len(labels)) + 10_000
     record = {"run": args.run, "checkpoint": os.path.basename(checkpoint),
               "real": round(float(projected_scores(gan, images, labels).mean()), 4)}

@@ -73,3 +73,22 @@ def test_a_trained_runs_critic_scores_reals_blurs_and_both_generators(tiny_run_d
     for name in ("real", "blurred_0.5", "blurred_1.0", "blurred_1.5", "ema_samples",
                  "live_samples"):
         assert math.isfinite(record[name])
+
+
+def test_critic_alone_can_mix_blurred_patches_with_a_trained_generators_samples(tiny_run_dir):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--preset", "tiny", "--steps", "2", "--every", "2",
+         "--policies", "translation", "--set", "batch_size=4", "--blur-share", "0.5",
+         "--fakes-from", tiny_run_dir],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["blur_share"] == 0.5 and last["fakes_from"] == tiny_run_dir
+    assert 0.0 <= last["summary"]["translation"]["ranked"] <= 1.0
+
+
+def test_a_share_of_generated_fakes_needs_a_run_to_make_them():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--blur-share", "0.5"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 2
+    assert "--blur-share below 1 needs --fakes-from RUN" in result.stderr
