@@ -95,7 +95,6 @@ def gap_record(gan, images, labels, sigma):
 
 def critic_alone(args):
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from hvitgan_tf.data import open_source
