@@ -7,8 +7,9 @@ import click
 from hvitgan_tf.cli.runtime import TFCommand
 from hvitgan_tf.cli.options import data_options, feature_extractor_help
 from hvitgan_tf.sampling.plan import DEFAULT_THRESHOLD
-from hvitgan_tf.training.config import (DEFAULT_DIFFAUG, LOSS_WEIGHTING_MODES, PAPER_DIFFAUG,
-                                        STRATEGIES, TrainConfig)
+from hvitgan_tf.training.config import (ADVERSARIAL_LOSSES, DEFAULT_DIFFAUG,
+                                        LOSS_WEIGHTING_MODES, PAPER_DIFFAUG, STRATEGIES,
+                                        TrainConfig)
 from hvitgan_tf.training.job import DEFAULTS
 
 
@@ -64,6 +65,15 @@ _SEED_HELP = ("Seed of everything random: the --fraction/--limit draw, the initi
                    "deviation (pixels) before comparing them, so that only differences in "
                    "layout and colour count, not grain or tiling. Default 0 (the pixels "
                    "themselves), 3 on the demo data.")
+@click.option("--adversarial-loss", type=click.Choice(ADVERSARIAL_LOSSES),
+              default=TrainConfig.adversarial_loss,
+              help="The adversarial game: wgan-gp (the method's: Wasserstein critic, gradient "
+                   "penalty on interpolates) or logistic (non-saturating loss, R1 penalty on "
+                   "the real images; on the demo more detail but as speckle, and it needs "
+                   "--mode-seeking 0.3: docs/method.md §11.23).")
+@click.option("--r1-gamma", type=click.FloatRange(min=0), default=TrainConfig.r1_gamma,
+              metavar="GAMMA",
+              help="Weight γ of the R1 penalty γ/2 E|∇D(x)|² (--adversarial-loss logistic).")
 @click.option("--loss-weighting", type=click.Choice(LOSS_WEIGHTING_MODES), default="temperature",
               help="How the three auxiliary cross-entropies are combined (docs/method.md §4).")
 @click.option("--weight-adversarial", is_flag=True,

@@ -17,6 +17,9 @@ from typing import Optional
 from hvitgan_tf.errors import UserError
 
 LOSS_WEIGHTING_MODES = ("temperature", "kendall", "none")
+#: The adversarial game: the method's Wasserstein critic with a gradient penalty on interpolates,
+#: or the non-saturating logistic loss with an R1 penalty on the real images.
+ADVERSARIAL_LOSSES = ("wgan-gp", "logistic")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 #: The paper's DiffAugment policy (docs/method.md §5), and the default here, which drops the three
 # parts
@@ -41,6 +44,8 @@ class TrainConfig:
     beta_2: float = 0.99
     n_critic: int = 2  # critic updates per generator update (the paper: 4)
     gp_weight: float = 10.0  # λ_gp
+    adversarial_loss: str = "wgan-gp"  # or "logistic" (with R1 instead of the GP)
+    r1_gamma: float = 0.1  # γ of the R1 penalty γ/2 E||∇D(x)||² ("logistic" only)
     drift_weight: float = 1e-3  # ε_drift (0 disables)
     clip_norm: float = 5.0  # global-norm gradient clipping on both networks (0 disables)
     ema_decay: float = 0.999  # assumed
@@ -106,7 +111,7 @@ class TrainConfig:
                 raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("gp_weight", "drift_weight", "clip_norm", "checkpoint_every", "class_warmup",
                      "class_gradient_share", "g_class_gradient_share", "mode_seeking",
-                     "mode_seeking_blur"):
+                     "mode_seeking_blur", "r1_gamma"):
             if not getattr(self, name) >= 0:  # NaN too
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not math.isfinite(self.mode_seeking_blur):
@@ -120,6 +125,11 @@ class TrainConfig:
             raise UserError(
                 f"loss_weighting must be one of {', '.join(LOSS_WEIGHTING_MODES)}, "
                 f"got {self.loss_weighting!r}"
+            )
+        if self.adversarial_loss not in ADVERSARIAL_LOSSES:
+            raise UserError(
+                f"adversarial_loss must be one of {', '.join(ADVERSARIAL_LOSSES)}, "
+                f"got {self.adversarial_loss!r}"
             )
         if self.strategy not in STRATEGIES:
             raise UserError(
@@ -179,7 +189,8 @@ PAPER_TRAIN_SETTINGS = {"lr_g": 1e-4, "n_critic": 4, "class_gradient_share": 0.0
 STREAM_FIELDS = ("batch_size", "n_critic", "seed", "diffaug", "loss_weighting",
                  "weight_adversarial", "steps_per_epoch", "class_gradient_share",
                  "g_class_gradient_share", "d_class_on_fakes", "critic_projection",
-                 "class_warmup", "class_diffaug", "mode_seeking", "mode_seeking_blur")
+                 "class_warmup", "class_diffaug", "mode_seeking", "mode_seeking_blur",
+                 "adversarial_loss", "r1_gamma")
 
 #: Upper bound of the class-gradient boost (``class_gradient_share``): when a class loss is
 #: nearly solved its gradient is tiny, and scaling it up without bound would amplify noise.

@@ -375,7 +375,8 @@ class HViTGAN(keras.Model):
         """The terms of L_D for one critic micro-batch, each as it enters the sum, and the
         logged values: ``({name: scalar}, stats)``. ``L_D = sum(terms.values())``.
 
-        Terms: ``critic`` (E[D(x̃)] - E[D(x)]), ``gradient_penalty`` (λ GP), ``drift``
+        Terms: ``critic`` (E[D(x̃)] - E[D(x)]; with ``adversarial_loss = "logistic"`` the
+        logistic loss), ``gradient_penalty`` (λ GP; logistic: γ/2 R1 on the reals), ``drift``
         (ε E[D(x)]²) and the weighted class losses ``class_real`` / ``class_fake``; with
         ``weight_adversarial`` the first three are one weighted ``adversarial`` term.
         Kept apart so that ``hvitgan_tf.training.diagnostics`` can measure the gradient each
@@ -413,16 +414,28 @@ class HViTGAN(keras.Model):
                 logits_real, logits_fake = class_logits[:local], class_logits[local:]
             else:
                 logits_real = self._class_logits(real, draws["aug_class_real"])
-        norms = L.critic_input_gradient_norm(lambda x: critic_score(x, draws["aug_mix"]), mix)
-        gp = tf.reduce_sum(L.gradient_penalty(norms)) * per_example
         # docs/method.md §4 drift: ε · (E[D(A(x))])², the square of the *global* mean real score.
         mean_real = self._global_sum(tf.reduce_sum(d_real)) * per_example
         drift_share = tf.square(mean_real) / replicas
-        adversarial = {
-            "critic": tf.reduce_sum(d_fake - d_real) * per_example,
-            "gradient_penalty": cfg.gp_weight * gp,
-            "drift": cfg.drift_weight * drift_share,
-        }
+        if cfg.adversarial_loss == "logistic":
+            # R1: the squared input-gradient norm on the real images, as the critic scores them.
+            norms = L.critic_input_gradient_norm(lambda x: critic_score(x, draws["aug_real"]),
+                                                 real)
+            gp = tf.reduce_sum(tf.square(norms)) * per_example
+            adversarial = {
+                "critic": tf.reduce_sum(L.logistic_critic_loss(d_real, d_fake)) * per_example,
+                "gradient_penalty": 0.5 * cfg.r1_gamma * gp,
+                "drift": cfg.drift_weight * drift_share,
+            }
+        else:
+            norms = L.critic_input_gradient_norm(lambda x: critic_score(x, draws["aug_mix"]),
+                                                 mix)
+            gp = tf.reduce_sum(L.gradient_penalty(norms)) * per_example
+            adversarial = {
+                "critic": tf.reduce_sum(d_fake - d_real) * per_example,
+                "gradient_penalty": cfg.gp_weight * gp,
+                "drift": cfg.drift_weight * drift_share,
+            }
         adv_d = tf.add_n(list(adversarial.values()))
         ce_real = tf.reduce_sum(L.classification_cross_entropy(labels, logits_real)) \
             * per_example
@@ -466,8 +479,11 @@ class HViTGAN(keras.Model):
         fake = self.generator([draws["z"], draws["fake_labels"]], training=True)
         source, logits = self.discriminator(self.augment.apply(fake, draws["aug_fake"]),
                                             training=True)
-        adv_g = -tf.reduce_sum(_project(cfg, source, logits, draws["fake_labels"])) \
-            * per_example
+        score = _project(cfg, source, logits, draws["fake_labels"])
+        if cfg.adversarial_loss == "logistic":
+            adv_g = tf.reduce_sum(tf.nn.softplus(-score)) * per_example  # non-saturating
+        else:
+            adv_g = -tf.reduce_sum(score) * per_example
         if self.class_augment is not None:
             logits = self._class_logits(fake, draws["aug_class_fake"])
         ce_g = tf.reduce_sum(

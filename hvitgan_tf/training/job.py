@@ -33,6 +33,7 @@ TRAIN_SETTINGS = {
     "g_class_gradient_share": "g_class_gradient_share", "critic_projection": "critic_projection",
     "class_warmup": "class_warmup", "class_diffaug": "class_diffaug",
     "mode_seeking": "mode_seeking", "mode_seeking_blur": "mode_seeking_blur",
+    "adversarial_loss": "adversarial_loss", "r1_gamma": "r1_gamma",
     "jit": "jit", "seed": "seed", "strategy": "strategy",
     "checkpoint_every": "checkpoint_every",
 }

@@ -39,6 +39,13 @@ def gradient_penalty(gradient_norms):
     return tf.square(gradient_norms - 1.0)
 
 
+def logistic_critic_loss(real_scores, fake_scores):
+    """Per-example loss of the logistic (non-saturating) game's discriminator,
+    ``softplus(-D(x)) + softplus(D(x̃))`` (Goodfellow et al., 2014): scores are logits of
+    "real"."""
+    return tf.nn.softplus(-real_scores) + tf.nn.softplus(fake_scores)
+
+
 def interpolate(real, fake, alpha):
     """``x̂ = αx + (1-α)x̃`` with one ``α ~ U(0,1)`` per sample (``alpha`` is ``[N]``)."""
     alpha = tf.reshape(tf.cast(alpha, real.dtype), [-1, 1, 1, 1])
