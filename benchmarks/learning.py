@@ -13,7 +13,9 @@ At iteration 0, every ``--every`` iterations and at the end, with the EMA genera
   feature space;
 * ``diversity``: within-class mean pairwise feature distance, generated / real;
 * ``d_head_accuracy``: the discriminator's class head on the real validation split;
-* ``label_effect`` / ``noise_effect`` / ``pixel_std_ratio``: pixel-level checks.
+* ``label_effect`` / ``noise_effect`` / ``pixel_std_ratio``: pixel-level checks;
+* ``nuclei_ratio`` (overall and per class) / ``nuclei_area_ratio`` on stained tissue
+  (``--nuclei``): haematoxylin blobs per patch and their size, generated / real.
 
 Writes ``OUT/learning.json`` (machine-readable: settings, the judge's accuracy, every record),
 ``OUT/grid_NNNNN.png`` (one labelled row per class; the same noise in every row, so a column
@@ -68,6 +70,9 @@ def parse_args(argv=None):
     parser.add_argument("--paper", action="store_true",
                         help="the paper's training settings and critic instead of this "
                              "package's departures (docs/method.md §11); --set still applies")
+    parser.add_argument("--nuclei", choices=("auto", "on", "off"), default="auto",
+                        help="count haematoxylin-stained nuclei in real and generated patches "
+                             "(default auto: on for the tissue sources, demo and PCam)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None,
                         help="output folder (default: benchmarks/results/learning-DATA)")
@@ -130,7 +135,8 @@ def main(argv=None):
 
     judge = ReferenceClassifier.train(source, size, epochs=args.judge_epochs, seed=args.seed,
                                       cache_dir=args.judge_cache or None)
-    reference = RealReference.build(source, size, judge)
+    reference = RealReference.build(source, size, judge,
+                                    tissue=measures_nuclei(args.nuclei, args.data))
     started = time.time()
 
     def on_record(record, grid):
@@ -177,6 +183,15 @@ def main(argv=None):
     return result
 
 
+def measures_nuclei(choice, data):
+    """Whether ``--nuclei choice`` counts nuclei on ``data``: ``auto`` does on stained tissue
+    (the demo and PatchCamelyon sources), where the haematoxylin channel means nuclei."""
+    if choice != "auto":
+        return choice == "on"
+    spec = str(data).strip().lower()
+    return spec == "demo" or spec.startswith("pcam")
+
+
 def summarize(records):
     """Headline numbers: the last measurement, and FID relative to the first measurement after
     iteration 0 (the targets of the learning issue are stated that way)."""
@@ -187,6 +202,7 @@ def summarize(records):
             "d_head_accuracy", "label_effect", "noise_effect", "pixel_std_ratio",
             "detail_ratio", "seam_ratio", "seam_ratio_real")
     summary = {k: last[k] for k in keys}
+    summary.update({k: last[k] for k in ("nuclei_ratio", "nuclei_area_ratio") if k in last})
     summary["fid_first_trained"] = first_fid
     summary["fid_ratio_to_first"] = (last["fid"] / first_fid) if first_fid else None
     return summary
@@ -199,13 +215,16 @@ def plot_curves(records, path, title=""):
     import matplotlib.pyplot as plt
 
     x = [r["iteration"] for r in records]
-    figure, axes = plt.subplots(1, 5, figsize=(18.5, 3.4))
     panels = (("conditioning_accuracy", "independent-classifier accuracy on samples", (0, 1)),
               ("d_head_accuracy", "D class head on real validation", (0, 1)),
               ("diversity", "diversity (generated / real)", (0, None)),
               ("fid", "FID (reference-classifier features)", (0, None)),
               ("seam_ratio", "edges on a generator token grid, worst grid\n(dashed: real)",
                (0, None)))
+    if "nuclei_per_patch" in records[-1]:
+        panels += (("nuclei_per_patch", "haematoxylin nuclei per patch\n(dashed: real)",
+                    (0, None)),)
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.7 * len(panels), 3.4))
     for axis, (key, label, limits) in zip(axes, panels):
         axis.plot(x, [r.get(key, float("nan")) for r in records], marker="o")
         axis.set_title(label, fontsize=9)

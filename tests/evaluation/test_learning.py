@@ -10,8 +10,9 @@ import pytest
 
 from hvitgan_tf.data import open_source
 from hvitgan_tf.evaluation.learning import (RealReference, ReferenceClassifier, class_diversity,
-                                            detail, mean_pairwise_distance, measure,
-                                            real_arrays, sample_grid, seam_ratio)
+                                            detail, haematoxylin, mean_pairwise_distance,
+                                            measure, nuclei, real_arrays, sample_grid,
+                                            seam_ratio)
 from hvitgan_tf.models import build_discriminator, preset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ class _CopyingGenerator:
 def demo_reference():
     source = open_source("demo")
     judge = ReferenceClassifier.train(source, SIZE, epochs=3, seed=0, log=lambda *_: None)
-    return source, judge, RealReference.build(source, SIZE, judge)
+    return source, judge, RealReference.build(source, SIZE, judge, tissue=True)
 
 
 def test_the_numbers_separate_copying_from_collapse(demo_reference):
@@ -81,6 +82,73 @@ def test_the_numbers_separate_copying_from_collapse(demo_reference):
     # Real patches carry as much fine detail as real patches and no seams on an 8-pixel grid.
     assert 0.8 < good["detail_ratio"] < 1.25
     assert 0.8 < good["seam_ratio"] < 1.25 and 0.8 < good["seam_ratio_real"] < 1.25
+    # Real patches hold as many nuclei as real patches; a blurred copy of them far fewer.
+    assert good["nuclei_per_patch_real"] > 1.0
+    assert 0.75 < good["nuclei_ratio"] < 1.33 and 0.75 < good["nuclei_area_ratio"] < 1.33
+    blurred = measure(_BlurringGenerator(_CopyingGenerator(images, labels)), discriminator,
+                      reference, samples_per_class=40)
+    assert blurred["nuclei_ratio"] < 0.6 * good["nuclei_ratio"]
+    assert len(good["nuclei_ratio_per_class"]) == 2
+    assert all(0.6 < r < 1.6 for r in good["nuclei_ratio_per_class"])
+    assert all(b < g for b, g in zip(blurred["nuclei_ratio_per_class"],
+                                     good["nuclei_ratio_per_class"]))
+
+
+class _BlurringGenerator:
+    """Another generator's images, smoothed by a Gaussian of 1.5 pixels."""
+
+    config = _Config()
+
+    def __init__(self, generator):
+        self.generator = generator
+
+    def __call__(self, inputs, training=False):
+        from hvitgan_tf.training.gan import gaussian_blur
+
+        return gaussian_blur(np.asarray(self.generator(inputs), np.float32), 1.5).numpy()
+
+
+def _stained(h_density):
+    """``[N, S, S, 3]`` images in [-1, 1] with this haematoxylin optical density per pixel."""
+    from skimage.color import hed2rgb
+
+    hed = np.zeros(h_density.shape + (3,))
+    hed[..., 0] = h_density
+    return hed2rgb(hed) * 2.0 - 1.0
+
+
+def test_nuclei_counts_blobs_not_specks_or_haze():
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    density = np.zeros((3, SIZE, SIZE))
+    for cy, cx in ((8, 8), (8, 24), (24, 16)):  # three discs of radius 3 in image 0
+        density[0][(yy - cy) ** 2 + (xx - cx) ** 2 <= 9] = 0.3
+    density[1][::4, ::4] = 0.3  # 64 isolated specks in image 1
+    density[2] = 0.05  # an even haze in image 2
+    images = _stained(density)
+    np.testing.assert_allclose(haematoxylin(images), density, atol=0.02)
+    found = nuclei(images, threshold=0.1)
+    assert found["per_patch"] == pytest.approx(1.0)  # (3 + 0 + 0) / 3
+    assert found["area"] == pytest.approx(29.0)  # a disc of radius 3 covers 29 pixels
+    assert nuclei(images[1:], threshold=0.1) == {"per_patch": 0.0, "area": 0.0}
+
+
+def test_only_tissue_references_count_nuclei(demo_reference):
+    _, judge, _ = demo_reference
+    spec = importlib.util.spec_from_file_location("learning_benchmark",
+                                                  ROOT / "benchmarks" / "learning.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    assert benchmark.measures_nuclei("auto", "demo")
+    assert benchmark.measures_nuclei("auto", "pcam-h5:/data/pcam")
+    assert not benchmark.measures_nuclei("auto", "glyphs")
+    assert benchmark.measures_nuclei("on", "glyphs")
+    assert not benchmark.measures_nuclei("off", "demo")
+    source = open_source("demo")
+    plain = RealReference.build(source, SIZE, judge)
+    images, labels = real_arrays(source, "validation", SIZE)
+    discriminator = build_discriminator(preset("tiny", 2).replace(image_size=SIZE).discriminator)
+    record = measure(_CopyingGenerator(images, labels), discriminator, plain, samples_per_class=5)
+    assert plain.nuclei_threshold is None and not any(k.startswith("nuclei") for k in record)
 
 
 def test_texture_numbers_tell_squares_and_flat_fields_from_texture():
@@ -139,7 +207,8 @@ def test_learning_benchmark_runs_end_to_end(tmp_path):
     assert report["model"]["generator"]["rgb_skips"] is False
     assert set(report["summary"]) >= {"conditioning_accuracy", "fid", "diversity",
                                       "d_head_accuracy", "fid_ratio_to_first", "detail_ratio",
-                                      "seam_ratio", "seam_ratio_real"}
+                                      "seam_ratio", "seam_ratio_real", "nuclei_ratio",
+                                      "nuclei_area_ratio"}
     for name in ("grid_00000.png", "grid_00002.png", "curves.png", "progress.png"):
         assert (out / name).stat().st_size > 0
     last = json.loads(result.stdout.strip().splitlines()[-1])
