@@ -193,18 +193,18 @@ class RealReference:
         validation_images, validation_labels = parts[0]
         threshold = nuclei_real = None
         if tissue:
-            threshold = float(np.percentile(haematoxylin(images), NUCLEI_PERCENTILE))
-            nuclei_real = nuclei(images, threshold)
-            nuclei_real["per_class"] = [nuclei(images[labels == c], threshold)["per_patch"]
-                                        for c in range(source.num_classes)]
+            density = haematoxylin(images)
+            threshold = float(np.percentile(density, NUCLEI_PERCENTILE))
+            nuclei_real = _nuclei_in(density, threshold, labels, source.num_classes)
         return cls(judge, features, FeatureStatistics.from_features(features),
                    class_diversity(features, labels, source.num_classes),
                    pixel_std(images), validation_images, validation_labels, source.num_classes,
                    threshold, nuclei_real)
 
 
-#: Share of held-out real pixels below the haematoxylin level that counts as nuclear: the
-#: strongest tenth (on the demo patches at 32 px this outlines the nuclei and little else).
+#: Percentile of the held-out real pixels' haematoxylin density above which a pixel counts as
+#: nuclear: the strongest tenth (on the demo patches at 32 px this outlines the nuclei and
+#: little else).
 NUCLEI_PERCENTILE = 90.0
 #: Smallest blob that counts as a nucleus, in pixels of a 32-pixel patch (scaled by area).
 NUCLEI_MIN_AREA_32 = 4
@@ -220,24 +220,33 @@ def haematoxylin(images) -> np.ndarray:
     return rgb2hed(rgb.reshape(n * height, width, 3))[..., 0].reshape(n, height, width)
 
 
-def nuclei(images, threshold: float) -> Dict[str, float]:
+def nuclei(images, threshold: float, labels=None, num_classes: int = 0) -> Dict[str, object]:
     """Blobs of haematoxylin above ``threshold`` (4-connected, at least
     ``NUCLEI_MIN_AREA_32`` pixels at 32 px): ``per_patch`` (mean count) and ``area`` (mean
-    pixels per blob, 0 when there is none)."""
+    pixels per blob, 0 when there is none); with ``labels``, also ``per_class`` (mean count
+    per patch of each of ``num_classes`` classes)."""
+    return _nuclei_in(haematoxylin(images), threshold, labels, num_classes)
+
+
+def _nuclei_in(density, threshold, labels=None, num_classes=0):
     from scipy import ndimage
 
-    h = haematoxylin(images)
-    size = h.shape[1]
-    min_area = max(2, round(NUCLEI_MIN_AREA_32 * (size / 32.0) ** 2))
+    min_area = max(2, round(NUCLEI_MIN_AREA_32 * (density.shape[1] / 32.0) ** 2))
     counts, areas = [], []
-    for image in h:
+    for image in density:
         blobs, n = ndimage.label(image > threshold)
         sizes = np.bincount(blobs.ravel(), minlength=n + 1)[1:]
         kept = sizes[sizes >= min_area]
         counts.append(len(kept))
         areas.extend(kept.tolist())
-    return {"per_patch": float(np.mean(counts)),
-            "area": float(np.mean(areas)) if areas else 0.0}
+    counts = np.asarray(counts, np.float64)
+    found = {"per_patch": float(counts.mean()),
+             "area": float(np.mean(areas)) if areas else 0.0}
+    if labels is not None:
+        labels = np.asarray(labels)
+        found["per_class"] = [float(counts[labels == c].mean()) if np.any(labels == c)
+                              else float("nan") for c in range(num_classes)]
+    return found
 
 
 def pixel_std(images) -> float:
@@ -336,10 +345,10 @@ def measure(generator, discriminator, reference: RealReference, *, samples_per_c
 def _nuclei_record(fakes, labels, reference: RealReference) -> Dict[str, object]:
     if reference.nuclei_threshold is None:
         return {}
-    fake, real = nuclei(fakes, reference.nuclei_threshold), reference.nuclei_real
+    real = reference.nuclei_real
+    fake = nuclei(fakes, reference.nuclei_threshold, labels, len(real["per_class"]))
     # Per class too: one class's missing nuclei can hide behind another's surplus of specks.
-    per_class = [nuclei(fakes[labels == c], reference.nuclei_threshold)["per_patch"]
-                 / max(r, 1e-12) for c, r in enumerate(real["per_class"])]
+    per_class = [f / max(r, 1e-12) for f, r in zip(fake["per_class"], real["per_class"])]
     return {"nuclei_per_patch": fake["per_patch"], "nuclei_per_patch_real": real["per_patch"],
             "nuclei_ratio": fake["per_patch"] / max(real["per_patch"], 1e-12),
             "nuclei_ratio_per_class": per_class,

@@ -130,6 +130,8 @@ def test_nuclei_counts_blobs_not_specks_or_haze():
     assert found["per_patch"] == pytest.approx(1.0)  # (3 + 0 + 0) / 3
     assert found["area"] == pytest.approx(29.0)  # a disc of radius 3 covers 29 pixels
     assert nuclei(images[1:], threshold=0.1) == {"per_patch": 0.0, "area": 0.0}
+    by_class = nuclei(images, threshold=0.1, labels=np.array([1, 0, 0]), num_classes=2)
+    assert by_class["per_class"] == [pytest.approx(0.0), pytest.approx(3.0)]
 
 
 def test_only_tissue_references_count_nuclei(demo_reference):
