@@ -422,20 +422,16 @@ class HViTGAN(keras.Model):
             norms = L.critic_input_gradient_norm(lambda x: critic_score(x, draws["aug_real"]),
                                                  real)
             gp = tf.reduce_sum(tf.square(norms)) * per_example
-            adversarial = {
-                "critic": tf.reduce_sum(L.logistic_critic_loss(d_real, d_fake)) * per_example,
-                "gradient_penalty": 0.5 * cfg.r1_gamma * gp,
-                "drift": cfg.drift_weight * drift_share,
-            }
+            critic = tf.reduce_sum(L.logistic_critic_loss(d_real, d_fake)) * per_example
+            penalty = 0.5 * cfg.r1_gamma * gp
         else:
             norms = L.critic_input_gradient_norm(lambda x: critic_score(x, draws["aug_mix"]),
                                                  mix)
             gp = tf.reduce_sum(L.gradient_penalty(norms)) * per_example
-            adversarial = {
-                "critic": tf.reduce_sum(d_fake - d_real) * per_example,
-                "gradient_penalty": cfg.gp_weight * gp,
-                "drift": cfg.drift_weight * drift_share,
-            }
+            critic = tf.reduce_sum(d_fake - d_real) * per_example
+            penalty = cfg.gp_weight * gp
+        adversarial = {"critic": critic, "gradient_penalty": penalty,
+                       "drift": cfg.drift_weight * drift_share}
         adv_d = tf.add_n(list(adversarial.values()))
         ce_real = tf.reduce_sum(L.classification_cross_entropy(labels, logits_real)) \
             * per_example
